@@ -1,0 +1,119 @@
+"""The ``m1lib`` command: ``validate``, ``synth``, ``measure``, ``report``.
+
+A problem with the user's data is one line per problem on stderr and exit 2; a
+bug is a traceback and exit 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import DataError
+
+DEFAULT_MANIFEST = "data_manifest.yaml"
+
+
+def _cmd_validate(args) -> int:
+    from .dataset import validate
+    from .manifest import load_manifest
+
+    manifest = load_manifest(args.manifest)
+    if manifest.replica is not None and not manifest.root.exists():
+        print(f"{manifest.root}: the replica has not been generated yet; "
+              f"run 'm1lib synth --manifest {args.manifest}' or 'm1lib report'", file=sys.stderr)
+        return 2
+    ds, problems = validate(manifest, full=not args.quick)
+    if problems:
+        for p in problems:
+            print(p, file=sys.stderr)
+        print(f"{len(problems)} problem(s) in {manifest.root}", file=sys.stderr)
+        return 2
+    n = len(ds.participants)
+    na = int((~ds.participants["excluded"]).sum())
+    source = "precomputed measurements" if ds.measurements is not None else "images + annotations"
+    print(f"valid: {manifest.root} — {n} participants ({na} analysed), measurements from {source}")
+    return 0
+
+
+def _cmd_synth(args) -> int:
+    from . import synth
+
+    argv = ["--out", str(args.out), "--seed", str(args.seed),
+            "--n-als", str(args.n_als), "--n-hs", str(args.n_hs)]
+    if args.oblique:
+        argv.append("--oblique")
+    return synth.main(argv)
+
+
+def _cmd_measure(args) -> int:
+    from .pipeline import measure_from_manifest
+
+    return measure_from_manifest(args.manifest, out=args.out, jobs=args.jobs,
+                                 audit=args.audit)
+
+
+def _cmd_report(args) -> int:
+    from .report import run_report
+
+    return run_report(manifest=args.manifest, out=args.out, only=args.only,
+                      jobs=args.jobs, force=args.force)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="m1lib",
+        description="Deep-layer M1 measurement on 7T GRE and the analyses of "
+                    "Cosottini et al. 2016 (AJNR 37:455-61).")
+    parser.add_argument("--version", action="version", version=f"m1lib {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("validate", help="check a dataset against the data contract (every problem, one line each)")
+    p.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST, help="data manifest (default: %(default)s)")
+    p.add_argument("--quick", action="store_true", help="do not read images to the end (skips the truncation check)")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("synth", help="generate the replica cohort (images, annotations, reads, truth)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write the dataset into")
+    p.add_argument("--seed", type=int, default=20160301)
+    p.add_argument("--n-als", type=int, default=22)
+    p.add_argument("--n-hs", type=int, default=14)
+    p.add_argument("--oblique", action="store_true", help="tilt the slab's affine")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("measure", help="measure thickness, intensity and R2* from images and annotations")
+    p.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST, help="data manifest (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="measurement table (default: derivatives/m1lib/measurements.tsv in the dataset)")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of cores)")
+    p.add_argument("--audit", action="store_true", help="also draw an audit figure per participant")
+    p.set_defaults(func=_cmd_measure)
+
+    p = sub.add_parser("report", help="run every notebook with papermill into figures, tables, HTML and results.json")
+    p.add_argument("--manifest", default=DEFAULT_MANIFEST, help="data manifest (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("reports/latest"), help="report folder (default: %(default)s)")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run only these notebooks (e.g. 04_correlations)")
+    p.add_argument("--jobs", type=int, default=None, help="notebooks run at once (default: number of cores)")
+    p.add_argument("--force", action="store_true", help="re-run notebooks whose inputs did not change")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``m1lib`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DataError as err:
+        for p in err.problems:
+            print(f"m1lib: {p}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("m1lib: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""One error class for problems in a user's data or settings.
+
+The CLI prints a :class:`DataError` as one line and exits 2; anything else is a
+bug and is allowed to show its traceback (exit 1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a dataset, formatted as a single line.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and what was expected.
+    file : str or Path, optional
+        The file the problem is in.
+    line : int, optional
+        1-based line (for TSV files, the header is line 1).
+    participant : str, optional
+        ``sub-<label>`` the problem concerns.
+    field : str, optional
+        Column, key or label concerned.
+
+    Examples
+    --------
+    >>> str(Problem("not a number: 'x'", file="participants.tsv", line=3,
+    ...             participant="sub-01", field="age"))
+    "participants.tsv:3: sub-01: age: not a number: 'x'"
+    """
+
+    message: str
+    file: str | Path | None = None
+    line: int | None = None
+    participant: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.file is not None:
+            loc = str(self.file)
+            if self.line is not None:
+                loc += f":{self.line}"
+            parts.append(loc)
+        if self.participant:
+            parts.append(str(self.participant))
+        if self.field:
+            parts.append(str(self.field))
+        parts.append(" ".join(str(self.message).split()))  # always one line
+        return ": ".join(parts)
+
+
+class DataError(Exception):
+    """A problem with the user's input (data, annotations, manifest).
+
+    Carries one or more :class:`Problem`; ``str()`` gives one line per problem.
+    """
+
+    def __init__(self, problems: Problem | str | Iterable[Problem], **where):
+        if isinstance(problems, str):
+            problems = [Problem(problems, **where)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: list[Problem] = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @property
+    def first(self) -> Problem:
+        return self.problems[0]

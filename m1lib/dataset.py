@@ -370,9 +370,9 @@ def check_annotation(path: Path, name: str, pid: str, areas) -> list[Problem]:
             continue
         m = marks[label]
         want = ("Fiducial", 1) if label == C.REFERENCE_LABEL else ("Line", 2)
-        if m.type != want[0] or len(m.points_ras) < want[1]:
+        if m.type != want[0] or len(m.points) < want[1]:
             problems.append(Problem(f"expected a {want[0]} with {want[1]} point(s), got a {m.type} with "
-                                    f"{len(m.points_ras)}", file=name, participant=pid, field=label))
+                                    f"{len(m.points)}", file=name, participant=pid, field=label))
     return problems
 
 

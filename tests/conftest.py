@@ -66,7 +66,8 @@ def build_dataset(root: Path, n_als: int = 3, n_hs: int = 2, *, images: bool = T
                          columns=["participant_id", "reader", "call"])
     write_tsv(reads, root / "phenotype" / "visual_reads.tsv")
     if measurements:
-        rows = [(pid, h, a, 1.5 + 0.01 * k, 0.9) for pid in parts.participant_id
+        rows = [(pid, h, a, round(1.4 + 0.07 * ((3 * i + k) % 9), 3), round(0.82 + 0.013 * ((5 * i + 2 * k) % 11), 4))
+                for i, pid in enumerate(parts.participant_id)
                 for k, (h, a) in enumerate((h, a) for h in C.HEMISPHERES for a in C.AREAS)]
         write_tsv(pd.DataFrame(rows, columns=["participant_id", "hemisphere", "area", "thickness_mm", "intensity"]),
                   root / "phenotype" / "m1_measurements.tsv")

@@ -28,7 +28,7 @@ from m1lib.errors import DataError
 from m1lib.results import add_record, key_part, validate_registry
 
 __all__ = [
-    "limb_pairs", "subject_table", "diagnosis_table",
+    "limb_pairs", "subject_table", "diagnosis_table", "roc_curves",
     "MEASURES", "MEASURE_DIRECTION", "CLINICAL_VARIABLES", "LIMB_AREAS", "TABLE_NAMES",
     "AnalysisResult", "subject_means", "cohort_table", "visual_reading",
     "reader_agreement", "correct_vs_missed", "group_comparison", "correlations",
@@ -710,6 +710,49 @@ def dpr_subgroups(participants: pd.DataFrame, measurements: pd.DataFrame,
         t.insert(0, "dpr_median", median)
         t.insert(0, "variable", var)
         parts.append(t)
+    return pd.concat(parts, ignore_index=True)
+
+
+def roc_curves(participants: pd.DataFrame, measurements: pd.DataFrame) -> pd.DataFrame:
+    """Empirical ROC curve of each measure (ALS vs HS, per-subject means).
+
+    Returns
+    -------
+    DataFrame
+        ``predictor``, ``threshold``, ``fpr``, ``tpr``: one row per distinct score
+        plus the (0, 0) start, scores oriented by :data:`MEASURE_DIRECTION`.
+
+    Notes
+    -----
+    The curve is the step function of (1 - specificity, sensitivity) over all
+    thresholds. Written with NumPy because the project does not depend on
+    scikit-learn for one cumulative sum; the AUC and its CI come from
+    :func:`roc_table` (DeLong).
+
+    Examples
+    --------
+    >>> p = pd.DataFrame({"participant_id": ["sub-a", "sub-b", "sub-c", "sub-d"],
+    ...                   "group": ["ALS", "ALS", "HS", "HS"], "excluded": False})
+    >>> m = pd.DataFrame({"participant_id": ["sub-a", "sub-b", "sub-c", "sub-d"], "hemisphere": "L",
+    ...                   "area": "hand", "thickness_mm": [1.2, 1.9, 1.8, 2.1], "intensity": 1.0})
+    >>> roc_curves(p, m).query("predictor == 'thickness_mm'")[["fpr", "tpr"]].values.tolist()
+    [[0.0, 0.0], [0.0, 0.5], [0.5, 0.5], [0.5, 1.0], [1.0, 1.0]]
+    """
+    subj, measures = _subjects(participants, measurements)
+    case = (subj["group"] == "ALS").to_numpy()
+    parts = []
+    for name in measures:
+        score = subj[name].to_numpy(float)
+        ok = np.isfinite(score)
+        sign = 1.0 if MEASURE_DIRECTION[name] == "higher" else -1.0
+        s, y = sign * score[ok], case[ok]
+        order = np.argsort(-s, kind="stable")
+        s, y = s[order], y[order]
+        last = np.r_[np.diff(s) != 0, True]  # one point per distinct threshold
+        tpr = np.cumsum(y)[last] / max(y.sum(), 1)
+        fpr = np.cumsum(~y)[last] / max((~y).sum(), 1)
+        parts.append(pd.DataFrame({"predictor": name, "threshold": np.r_[np.inf, sign * s[last]],
+                                   "fpr": np.r_[0.0, fpr], "tpr": np.r_[0.0, tpr]}))
     return pd.concat(parts, ignore_index=True)
 
 

@@ -24,7 +24,7 @@ def _participants(n_als: int, n_hs: int) -> pd.DataFrame:
         rows.append(dict(participant_id=f"sub-ALS{i + 1:02d}", group="ALS", age=55 + i, sex="MF"[i % 2],
                          excluded="false", exclusion_reason="n/a", alsfrs_r=40 - i,
                          disease_duration_months=10 + 2 * i, mrc=118 + i, umn_bulbar=i % 2,
-                         umn_arm_left=i, umn_arm_right=i + 1, umn_leg_left=2, umn_leg_right=3,
+                         umn_arm_left=i % 9, umn_arm_right=(i + 1) % 9, umn_leg_left=(2 * i) % 9, umn_leg_right=(3 + i) % 9,
                          cmct_ms=8.5 + i, cortical_latency_ms=20 + i, cortical_silent_period_ms=130 + i,
                          frap=0.9, aopp=100 + i, thiols=300 + i))
     for i in range(n_hs):
@@ -61,8 +61,15 @@ def build_dataset(root: Path, n_als: int = 3, n_hs: int = 2, *, images: bool = T
     parts = _participants(n_als, n_hs)
     write_tsv(parts, root / "participants.tsv")
     (root / "dataset_description.json").write_text(json.dumps({"Name": "test", "BIDSVersion": "1.9.0"}))
-    reads = pd.DataFrame([(pid, r, "ALS" if pid.startswith("sub-ALS") else "normal")
-                          for pid in parts.participant_id for r in ("reader1", "reader2")],
+    def call(pid: str, reader: str) -> str:
+        # Reader 1 misses the first patient and over-calls the first healthy subject;
+        # reader 2 misses the first two patients: both groups exist for every test.
+        if pid.startswith("sub-ALS"):
+            k = int(pid[7:])
+            return "normal" if k == 1 or (reader == "reader2" and k == 2) else "ALS"
+        return "ALS" if (reader == "reader1" and pid == "sub-HS01") else "normal"
+
+    reads = pd.DataFrame([(pid, r, call(pid, r)) for pid in parts.participant_id for r in ("reader1", "reader2")],
                          columns=["participant_id", "reader", "call"])
     write_tsv(reads, root / "phenotype" / "visual_reads.tsv")
     if measurements:

@@ -1,0 +1,353 @@
+"""Paper-style figures.
+
+Figures draw; they never compute statistics: every number they print comes from
+a table that :mod:`m1lib.analyses` computed. Each function returns a matplotlib
+``Figure``; :func:`save_figure` writes it with fixed fonts and DPI and without
+timestamps, so the same figure gives the same bytes on every run. No backend is
+forced: headless runs fall back to Agg, and a live notebook keeps its own.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+from matplotlib.figure import Figure
+import numpy as np
+import pandas as pd
+
+# ---------------------------------------------------------------- style and saving
+#: Fixed style so that figures are identical run to run and machine to machine.
+STYLE = {
+    "font.family": "DejaVu Sans", "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8,
+    "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": 7,
+    "axes.spines.top": False, "axes.spines.right": False, "axes.linewidth": 0.6,
+    "xtick.major.width": 0.6, "ytick.major.width": 0.6, "lines.linewidth": 1.0,
+    "savefig.dpi": 300, "figure.dpi": 100, "pdf.fonttype": 42, "svg.hashsalt": "m1lib",
+    "path.simplify": False,
+}
+GROUP_COLORS = {"ALS": "#b2182b", "HS": "#2166ac"}
+SUBGROUP_COLORS = {"faster": "#b2182b", "slower": "#f4a582"}
+CALL_COLORS = {"correct": "#1b7837", "missed": "#999999"}
+_METADATA = {"png": {"Software": None}, "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
+             "svg": {"Creator": None, "Date": None}}
+
+
+def style():
+    """Context manager applying :data:`STYLE` (use around figure construction)."""
+    return matplotlib.rc_context(STYLE)
+
+
+def save_figure(fig, stem, formats=("png", "pdf")) -> list[Path]:
+    """Save ``fig`` to ``stem.<fmt>`` with timestamps and software tags stripped.
+
+    PNG at 300 dpi; PDF with embedded TrueType fonts. The same figure gives the same
+    bytes on every run (no creation dates).
+    """
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = stem.with_suffix(f".{fmt}")
+        with matplotlib.rc_context(STYLE):
+            fig.savefig(path, format=fmt, dpi=300, metadata=_METADATA.get(fmt), bbox_inches=None)
+        paths.append(path)
+    return paths
+
+
+def panel_letter(ax, letter: str) -> None:
+    ax.text(-0.18, 1.04, letter, transform=ax.transAxes, fontsize=10, fontweight="bold",
+            va="bottom", ha="left")
+
+
+def format_p(p: float) -> str:
+    """The paper's P style (``P < .001``, ``P = .024``); see :func:`m1lib.narrative.p_text`."""
+    from .narrative import p_text
+
+    return p_text(p)
+
+
+def format_r(r: float) -> str:
+    return f"r = {r:.2f}".replace("-", "\u2212")
+
+
+# ---------------------------------------------------------------- paper figures
+_Y = {"thickness_mm": "Deep-layer thickness (mm)", "intensity": "Deep-layer signal intensity\n(normalized to precuneus)",
+      "r2star_s": "Deep-layer R2* (1/s)"}
+_X = {"umn_score": "UMN score (limb)", "dpr": "DPR (points/month)", "alsfrs_r": "ALSFRS-R"}
+
+
+def _scatter(ax, x, y, text):
+    ax.scatter(x, y, s=10, color="black", linewidths=0, alpha=0.8)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() >= 3 and np.ptp(x[ok]) > 0:
+        slope, icpt = np.polyfit(x[ok], y[ok], 1)  # a visual guide, as in the paper's Fig 2
+        xs = np.linspace(x[ok].min(), x[ok].max(), 50)
+        ax.plot(xs, icpt + slope * xs, color="black", lw=0.8)
+    ax.text(0.97, 0.97, text, transform=ax.transAxes, ha="right", va="top", fontsize=7)
+
+
+def fig2_correlations(limb: pd.DataFrame, subjects: pd.DataFrame, stats: pd.DataFrame):
+    """The paper's Fig 2: thickness (A-C) and intensity (D-F) against UMN score, DPR, ALSFRS-R.
+
+    Parameters
+    ----------
+    limb : DataFrame
+        Pooled per-limb pairs: ``umn_score``, ``thickness_mm``, ``intensity``.
+    subjects : DataFrame
+        One row per ALS patient: ``dpr``, ``alsfrs_r``, ``thickness_mm``, ``intensity``.
+    stats : DataFrame
+        ``measure``, ``variable`` (``umn_limb``, ``dpr``, ``alsfrs_r``), ``rho``, ``p_value``, ``n``:
+        the rows of :func:`m1lib.analyses.correlations` and :func:`~m1lib.analyses.limb_correlations`;
+        this function only draws them.
+    """
+    with style():
+        fig = Figure(figsize=(7.2, 4.6), layout="constrained")
+        axes = fig.subplots(2, 3)
+        letters = iter("ABCDEF")
+        for i, measure in enumerate(("thickness_mm", "intensity")):
+            for j, clinical in enumerate(("umn_score", "dpr", "alsfrs_r")):
+                ax = axes[i, j]
+                src = limb if clinical == "umn_score" else subjects
+                variable = "umn_limb" if clinical == "umn_score" else clinical
+                row = stats[(stats["measure"] == measure) & (stats["variable"] == variable)]
+                text = "" if row.empty else \
+                    f"{format_r(row['rho'].iloc[0])}\n{format_p(row['p_value'].iloc[0])}\nn = {int(row['n'].iloc[0])}"
+                _scatter(ax, src[clinical].to_numpy(float), src[measure].to_numpy(float), text)
+                ax.set_xlabel(_X[clinical])
+                ax.set_ylabel(_Y[measure] if j == 0 else "")
+                panel_letter(ax, next(letters))
+        return fig
+
+
+def _groups_panel(ax, data: pd.DataFrame, value: str, by: str, order, colors, p_text: str, ylabel: str):
+    rng = np.random.default_rng(0)  # fixed jitter: identical figures run to run
+    vals = [data.loc[data[by] == g, value].dropna().to_numpy(float) for g in order]
+    bp = ax.boxplot(vals, positions=range(len(order)), widths=0.5, showfliers=False,
+                    patch_artist=True, medianprops={"color": "black"})
+    for patch, g in zip(bp["boxes"], order):
+        patch.set_facecolor(colors[g])
+        patch.set_alpha(0.35)
+    for k, v in enumerate(vals):
+        ax.scatter(k + rng.uniform(-0.12, 0.12, len(v)), v, s=9, color=colors[order[k]], linewidths=0, zorder=3)
+    ax.set_xticks(range(len(order)), [f"{g}\n(n = {len(v)})" for g, v in zip(order, vals)])
+    ax.set_ylabel(ylabel)
+    ax.set_title(p_text)
+
+
+def online_fig1_ab(diagnosis: pd.DataFrame, p_values: dict):
+    """On-line Fig 1A-B: total UMN score in correctly diagnosed vs missed patients, per reader.
+
+    ``diagnosis`` has ``reader``, ``diagnosis`` (``correct``/``missed``), ``umn_total``
+    (:func:`m1lib.analyses.diagnosis_table`); ``p_values`` maps reader to its P value.
+    """
+    readers = sorted(diagnosis["reader"].unique())
+    with style():
+        fig = Figure(figsize=(1.9 * len(readers) + 0.4, 2.6), layout="constrained")
+        axes = fig.subplots(1, len(readers), squeeze=False)
+        for ax, reader, letter in zip(axes[0], readers, "ABCDEFGH"):
+            d = diagnosis[diagnosis["reader"] == reader]
+            _groups_panel(ax, d, "umn_total", "diagnosis", ["correct", "missed"], CALL_COLORS,
+                          f"{reader.replace('reader', 'Reader ')}: {format_p(p_values.get(reader))}",
+                          "UMN score (total)")
+            panel_letter(ax, letter)
+        return fig
+
+
+def online_fig1_cd(subjects: pd.DataFrame, p_values: dict):
+    """On-line Fig 1C-D: deep-layer thickness (C) and intensity (D), ALS vs healthy subjects.
+
+    ``subjects`` has ``group`` and the per-subject means; ``p_values`` maps the measure to P.
+    """
+    with style():
+        fig = Figure(figsize=(4.2, 2.6), layout="constrained")
+        axes = fig.subplots(1, 2)
+        for ax, value, letter in zip(axes, ("thickness_mm", "intensity"), "CD"):
+            _groups_panel(ax, subjects, value, "group", ["ALS", "HS"], GROUP_COLORS,
+                          format_p(p_values.get(value)), _Y[value])
+            panel_letter(ax, letter)
+        return fig
+
+
+def online_fig2(subjects: pd.DataFrame, p_values: dict):
+    """On-line Fig 2: intensity (A) and thickness (B) in faster vs slower progressors."""
+    with style():
+        fig = Figure(figsize=(4.2, 2.6), layout="constrained")
+        axes = fig.subplots(1, 2)
+        for ax, value, letter in zip(axes, ("intensity", "thickness_mm"), "AB"):
+            _groups_panel(ax, subjects, value, "progression", ["faster", "slower"], SUBGROUP_COLORS,
+                          format_p(p_values.get(value)), _Y[value])
+            panel_letter(ax, letter)
+        return fig
+
+
+def roc_figure(curves: pd.DataFrame, roc: pd.DataFrame, readers: pd.DataFrame):
+    """ROC curves of the quantitative measures with the readers' operating points.
+
+    ``curves``: :func:`m1lib.analyses.roc_curves`; ``roc``: :func:`m1lib.analyses.roc_table`
+    (AUC and DeLong CI for the legend); ``readers``: ``reader``, ``sensitivity``, ``specificity``.
+    """
+    colors = {"thickness_mm": "#1b9e77", "intensity": "#d95f02", "r2star_s": "#7570b3"}
+    with style():
+        fig = Figure(figsize=(3.4, 3.2), layout="constrained")
+        ax = fig.subplots()
+        for name, c in curves.groupby("predictor", sort=False):
+            row = roc[roc["predictor"] == name].iloc[0]
+            label = f"{_Y.get(name, name).splitlines()[0]}: AUC {row['auc']:.2f} ({row['ci_low']:.2f}\u2013{min(row['ci_high'], 1):.2f})"
+            ax.step(c["fpr"], c["tpr"], where="post", color=colors.get(name, "black"), label=label)
+        for r, m in zip(readers.itertuples(index=False), ("o", "s", "^", "D")):
+            ax.plot(1 - r.specificity, r.sensitivity, m, color="black", ms=5,
+                    label=f"{r.reader.replace('reader', 'Reader ')} (visual)")
+        ax.plot([0, 1], [0, 1], color="0.7", lw=0.6, ls="--")
+        ax.set_xlabel("1 \u2212 specificity")
+        ax.set_ylabel("Sensitivity")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(loc="lower right", frameon=False, fontsize=6)
+        return fig
+
+
+# ---------------------------------------------------------------- Fig 1 (replica)
+def fig1_replica(dataset, healthy: str | None = None, als: str | None = None,
+                 area: str = "hand", hemisphere: str = "L", echo: int = 2,
+                 crop_mm: float = 16.0, roi_area_mm2: float = 4.0):
+    """Fig 1 of Cosottini et al. 2016 redrawn from a dataset: healthy vs ALS M1.
+
+    Two rows (healthy subject A-C, patient D-F), three panels each, from the
+    same full-resolution crop of the acquisition plane centred on the caliper of
+    one Penfield area: (A, D) the image; (B, E) the paper's schematic marks -
+    dots on the superficial hyperintense layer, a bracket on the deep layer,
+    arrowheads on the U-fibre line; (C, F) the measurement - the caliper and an
+    oval ROI of ``roi_area_mm2`` inside the deep layer.
+
+    Parameters
+    ----------
+    dataset : str or Path
+        Dataset folder in the data contract (``participants.tsv``, images,
+        ``derivatives/annotations``).
+    healthy, als : str, optional
+        ``participant_id`` of the two participants. Defaults: the first analysed
+        healthy subject, and the analysed patient with the highest total UMN
+        score (the most affected).
+    area, hemisphere : str
+        Which caliper to centre on (``hand``, ``L`` by default: the hand knob).
+    echo : int
+        1-based echo to show (2 = TE 20 ms, the T2*-weighted one).
+    crop_mm : float
+        Side of the square crop (mm); pixels are shown unsmoothed.
+    roi_area_mm2 : float
+        Area of the oval ROI drawn in C and F.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import nibabel as nib
+    import pandas as pd
+    from matplotlib.patches import Ellipse
+
+    from m1lib import contract
+    from m1lib.markups import read_markups
+
+    root = Path(dataset)
+    p = pd.read_csv(root / "participants.tsv", sep="\t", na_values=["n/a"],
+                    keep_default_na=False)
+    analysed = p[~p["excluded"].astype(str).str.lower().eq("true")]
+    reads_path = root / "phenotype" / "visual_reads.tsv"
+    calls = (pd.read_csv(reads_path, sep="\t").groupby("participant_id")["call"]
+             .agg(lambda c: set(c)) if reads_path.exists() else pd.Series(dtype=object))
+
+    def unanimous(pid, call):
+        return calls.get(pid, {call}) == {call}
+
+    if healthy is None:
+        hs = analysed.loc[analysed["group"] == "HS", "participant_id"]
+        ok = [q for q in hs if unanimous(q, "normal")]
+        healthy = (ok or list(hs))[0]
+    if als is None:
+        a = contract.with_derived(analysed[analysed["group"] == "ALS"])
+        a = a.sort_values(["umn_total", "participant_id"], ascending=[False, True],
+                          kind="stable")["participant_id"]
+        ok = [q for q in a if unanimous(q, "ALS")]
+        als = (ok or list(a))[0]
+    name = f"{hemisphere}_{area}"
+
+    fig = Figure(figsize=(9.0, 6.4), dpi=150)
+    axes = fig.subplots(2, 3)
+    for row, (pid, label) in enumerate(((healthy, "Healthy subject"), (als, "ALS"))):
+        img = nib.load(root / pid / "anat" / f"{pid}_echo-{echo}_part-mag_MEGRE.nii.gz")
+        aff = img.affine
+        inv = np.linalg.inv(aff)
+        vox_mm = np.sqrt((aff[:3, :3] ** 2).sum(axis=0))
+        mk = read_markups(root / "derivatives" / "annotations"
+                          / f"{pid}_desc-m1_markups.mrk.json")[name]
+        v = mk.points @ inv[:3, :3].T + inv[:3, 3]          # voxel coordinates
+        k = int(round(v[:, 2].mean()))
+        ci, cj = v[:, :2].mean(axis=0)
+        h = int(round(crop_mm / 2 / vox_mm[0]))
+        i0, j0 = int(round(ci)) - h, int(round(cj)) - h
+        i0, j0 = max(i0, 0), max(j0, 0)
+        i1 = min(i0 + 2 * h + 1, img.shape[0])
+        j1 = min(j0 + 2 * h + 1, img.shape[1])
+        crop = np.asarray(img.dataobj[i0:i1, j0:j1, k], dtype=np.float32).T   # rows = j
+        # window on the tissue: sulcal CSF saturates, as on a reading workstation
+        lo, hi = np.percentile(crop, [0.5, 90.0])
+        # mm coordinates in the acquisition plane, relative to the caliper midpoint
+        ext = [(i0 - 0.5 - ci) * vox_mm[0], (i1 - 0.5 - ci) * vox_mm[0],
+               (j0 - 0.5 - cj) * vox_mm[1], (j1 - 0.5 - cj) * vox_mm[1]]
+        pts = (v[:, :2] - [ci, cj]) * vox_mm[:2]               # caliper ends, mm
+        d = pts[1] - pts[0]
+        length = float(np.hypot(*d))
+        nrm = d / length if length > 0 else np.array([0.0, 1.0])
+        tan = np.array([-nrm[1], nrm[0]])
+        for col in range(3):
+            ax = axes[row, col]
+            ax.imshow(crop, cmap="gray", origin="lower", extent=ext, vmin=lo, vmax=hi,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlim(ext[0], ext[1])
+            ax.set_ylim(ext[2], ext[3])
+            ax.set_title(f"{'ABCDEF'[row * 3 + col]}", loc="left", fontsize=10,
+                         fontweight="bold")
+        # B/E: the paper's schematic marks
+        ax = axes[row, 1]
+        sup = pts[0] - 0.55 * nrm
+        for s in np.linspace(-1.8, 1.8, 5):
+            ax.plot(*(sup + s * tan), "o", ms=2.4, color="#ffd400")
+        off = 2.4 * tan
+        b0, b1 = pts[0] + off, pts[1] + off
+        br = 0.45 * tan
+        ax.plot(*np.column_stack([b0 - br, b0, b1, b1 - br]), color="#ff5a36", lw=1.4)
+        u = pts[1] + 0.2 * nrm
+        for s in (-1.6, 1.6):
+            q = u + s * tan
+            ax.annotate("", xy=q, xytext=q + 1.3 * nrm,
+                        arrowprops=dict(arrowstyle="-|>", color="#39c5ff", lw=1.0))
+        for text, at in (("M1", pts[1] + 2.6 * nrm - 4.5 * tan),
+                         ("S1", pts[0] - 4.2 * nrm - 4.5 * tan)):
+            ax.text(*at, text, color="w", fontsize=8, ha="center", va="center")
+        # C/F: the measurement
+        ax = axes[row, 2]
+        ax.plot(*pts.T, "-", color="#ffd400", lw=1.2)
+        for e in pts:
+            ax.plot(*np.column_stack([e - 0.5 * tan, e + 0.5 * tan]), color="#ffd400", lw=1.2)
+        minor = min(0.8 * length, 2 * np.sqrt(roi_area_mm2 / np.pi)) if length > 0 else 1.0
+        major = 4 * roi_area_mm2 / (np.pi * minor)
+        ang = np.degrees(np.arctan2(tan[1], tan[0]))
+        ax.add_patch(Ellipse(pts.mean(axis=0), width=major, height=minor, angle=ang,
+                             fill=False, ec="#39c5ff", lw=1.1))
+        ax.text(0.02, 0.03, f"caliper {length:.2f} mm", transform=ax.transAxes,
+                color="w", fontsize=7)
+        axes[row, 0].set_ylabel(f"{label}\n{pid}", fontsize=9)
+        # scale bar on A / D
+        ax = axes[row, 0]
+        x0, y0 = ext[0] + 0.8, ext[2] + 0.8
+        ax.plot([x0, x0 + 2.0], [y0, y0], color="w", lw=2)
+        ax.text(x0 + 1.0, y0 + 0.5, "2 mm", color="w", fontsize=7, ha="center")
+    fig.suptitle(f"Replica of Fig 1: precentral gyrus, {hemisphere} {area} area, "
+                 f"echo {echo} GRE, full resolution", fontsize=10)
+    fig.text(0.5, 0.01, "dots: superficial hyperintense layer; bracket: deep layer of M1; "
+             "arrowheads: U-fibre line; C/F: caliper and "
+             f"{roi_area_mm2:g} mm² oval ROI", ha="center", fontsize=7.5)
+    fig.subplots_adjust(left=0.08, right=0.99, top=0.91, bottom=0.05, wspace=0.04, hspace=0.1)
+    return fig

@@ -212,8 +212,11 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, kernel: str) -> No
 
     for attempt in range(1, KERNEL_START_RETRIES + 1):
         try:
+            # Not papermill's cwd=: it chdirs the whole process, which races between threads.
+            # nbclient starts the kernel in resources["metadata"]["path"] instead.
             pm.execute_notebook(str(nb), str(out_nb), parameters=params, kernel_name=kernel,
-                                cwd=str(cwd), progress_bar=False, execution_timeout=CELL_TIMEOUT_S,
+                                resources={"metadata": {"path": str(cwd)}},
+                                progress_bar=False, execution_timeout=CELL_TIMEOUT_S,
                                 start_timeout=120,
                                 # the kernel's own start-up chatter is not the user's business
                                 extra_arguments=["--IPKernelApp.log_level=CRITICAL"])

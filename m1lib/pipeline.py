@@ -59,9 +59,20 @@ def measurement_inputs(ds: Dataset) -> dict[str, str]:
     return {str(p.relative_to(root)): sha256_file(p) for p in sorted(files)}
 
 
+#: Modules whose code decides the measured numbers: a change to any re-measures.
+MEASUREMENT_CODE = ("measure.py", "profile.py", "geometry.py", "markups.py")
+
+
+def measurement_code_hash() -> str:
+    h = hashlib.sha256()
+    for name in MEASUREMENT_CODE:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()
+
+
 def measurement_key(ds: Dataset) -> dict:
     s = ds.manifest.settings
-    return {"m1lib": __version__,
+    return {"m1lib": __version__, "code": measurement_code_hash(),
             "settings": {"areas": list(s.areas), "roi_area_mm2": s.roi_area_mm2,
                          "intensity_echo": s.intensity_echo},
             "inputs": measurement_inputs(ds)}

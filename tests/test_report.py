@@ -125,7 +125,7 @@ def test_notebook_that_skips_its_record_is_a_failure(measured, tmp_path, capsys)
 
 def test_replica_report_reproduces_reader_table_exactly(replica):
     _, out = replica
-    t = pd.read_csv(out / "tables" / "visual_reading_paper_style.csv").set_index("reader")
+    t = pd.read_csv(out / "tables" / "visual_reading_paper_style.csv", dtype=str).set_index("reader")
     assert t.loc["reader1", ["sensitivity", "specificity", "PPV", "NPV", "accuracy"]].tolist() == \
         ["67%", "77%", "80%", "63%", "71%"]
     assert t.loc["reader2", ["sensitivity", "specificity", "PPV", "NPV", "accuracy"]].tolist() == \

@@ -418,15 +418,23 @@ def validate(manifest: Manifest, *, full: bool = True) -> tuple[Dataset | None, 
         columns=["participant_id", "reader", "call"]), measurements)
     if measurements is None:
         areas = manifest.settings.areas
-        for pid in participants.loc[~participants["excluded"], "participant_id"]:
+        for pid, excluded in zip(participants["participant_id"], participants["excluded"]):
             if not _ID.match(str(pid)):
                 continue
+            if excluded and not find_images(root, pid):
+                continue
             echoes, p = check_images(root, pid, full, manifest.settings.intensity_echo)
-            problems += p
-            ds.images[pid] = echoes
             apath = annotation_path(manifest, pid)
-            problems += check_annotation(apath, _rel(apath, root), pid, areas)
-            ds.annotations[pid] = apath
+            p += check_annotation(apath, _rel(apath, root), pid, areas)
+            if excluded:
+                # Excluded participants are measured only for the motion QC (the
+                # analyses leave them out); their files are optional, so a problem
+                # there keeps them out of the QC instead of stopping the run.
+                if not p:
+                    ds.images[pid], ds.annotations[pid] = echoes, apath
+                continue
+            problems += p
+            ds.images[pid], ds.annotations[pid] = echoes, apath
     return ds, problems
 
 

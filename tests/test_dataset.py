@@ -52,7 +52,7 @@ def test_valid_dataset_with_measurements_only(measured_dataset_dir, capsys):
 def test_load_dataset_types_and_derived(dataset_dir):
     ds = load_dataset(load_manifest(dataset_dir))
     p = ds.participants.set_index("participant_id")
-    assert p.loc["sub-ALS02", "umn_total"] == 1 + 1 + 2 + 2 + 3
+    assert p.loc["sub-ALS02", "umn_total"] == 1 + 1 + 2 + 2 + 4  # bulbar, arms L/R, legs L/R
     assert p.loc["sub-ALS02", "dpr"] == pytest.approx((48 - 39) / 12)
     assert p["excluded"].dtype == bool
     assert [e.echo_time_s for e in ds.images["sub-ALS01"]] == [0.010, 0.020]

@@ -107,7 +107,7 @@ __all__ = [
     "roi_weights", "weighted_stats", "r2star", "estimate_noise", "sharpness_ratio",
     "measure_participant", "measure_dataset", "hemisphere_average", "cohort_motion_flags",
     "audit_figure",
-    "TABLE_COLUMNS",
+    "TABLE_COLUMNS", "participant_details",
 ]
 
 #: Columns of the measurement table, in order (the contract's key and values first).
@@ -596,7 +596,10 @@ def _load(participant_id, echoes, markups_path, settings: MeasureSettings):
     thick = float(thick) if isinstance(thick, (int, float)) and thick > 0 else None
 
     try:
-        marks = _read_markups(markups_path)
+        if isinstance(markups_path, Mapping):  # edited in memory (m1lib.widgets)
+            marks, markups_path = dict(markups_path), "<edited markups>"
+        else:
+            marks = _read_markups(markups_path)
     except DataError:
         raise
     except (OSError, ValueError, KeyError) as exc:
@@ -808,6 +811,36 @@ def measure_participant(participant_id: str, echoes: Sequence, markups_path, *,
     table, details = _measure_loaded(participant_id, data, s, keep_details=True)
     _draw_audit(participant_id, data, table, details, s, Path(audit_path))
     return table
+
+
+def participant_details(participant_id: str, echoes: Sequence, markups, *,
+                        settings: MeasureSettings | None = None, **overrides):
+    """Measure one participant and keep what was drawn: per label, the slice, plane,
+    ROI ellipse, caliper points, sampled profile and edge fit.
+
+    Parameters
+    ----------
+    participant_id : str
+    echoes : sequence
+        As in :func:`measure_participant`.
+    markups : path or mapping
+        The markups file, or ``{name: Markup}`` already in memory (an annotation
+        being edited, not yet saved).
+    settings : MeasureSettings, optional
+        ``areas``, ``roi_area_mm2`` and ``intensity_echo`` may be overridden by keyword.
+
+    Returns
+    -------
+    table : DataFrame
+        As :func:`measure_participant`.
+    details : dict
+        ``label -> {"k", "plane", "ellipse", "ij", "profile", "fit"}``, for the
+        measured labels and the reference.
+    """
+    s = _settings(settings, **overrides)
+    src = markups if isinstance(markups, Mapping) else Path(markups)
+    data = _load(participant_id, echoes, src, s)
+    return _measure_loaded(participant_id, data, s, keep_details=True)
 
 
 def _safe_measure(participant_id, echoes, markups_path, settings, audit_path):

@@ -285,16 +285,12 @@ class Detail:
     fit: object = None       # profile.EdgeFit
 
 
-def _measure_details(participant_id: str, echoes, markups_path, settings):
-    """ADAPTER over measure's private API: the table and per-label details of one
-    participant (see the report: to be replaced by a public ``measure`` function).
-
-    Returns ``(table, {label: Detail})`` for ``settings.areas`` and the reference.
-    """
+def _measure_details(participant_id: str, echoes, markups, settings):
+    """The table and per-label :class:`Detail` of one participant (``markups``: a path
+    or the ``{name: Markup}`` being edited), via :func:`m1lib.measure.participant_details`."""
     from . import measure
 
-    data = measure._load(participant_id, echoes, Path(markups_path), settings)
-    table, details = measure._measure_loaded(participant_id, data, settings, keep_details=True)
+    table, details = measure.participant_details(participant_id, echoes, markups, settings=settings)
     return table, {lab: Detail(int(d["k"]), d["plane"], d["ellipse"], np.asarray(d["ij"], float),
                                d.get("profile"), d.get("fit")) for lab, d in details.items()}
 
@@ -426,7 +422,6 @@ class Explorer:
         self._files: dict[str, AnnotationFile] = {}
         self._details: dict[tuple, tuple] = {}
         self._saved: set[str] = set()        # edited since the measurement table was made
-        self._tmp = tempfile.TemporaryDirectory(prefix="m1lib-explorer-")
         self._scatter: pd.DataFrame | None = None
         #: the area last looked at: the reference's readout shows its intensities
         self._focus_area = "hand" if "hand" in self.settings.areas else self.settings.areas[0]
@@ -685,13 +680,9 @@ class Explorer:
         key = (pid, area, tuple((n, np.round(f.markups[n].points, 6).tobytes())
                                 for n in names if n in f.markups))
         if key not in self._details:
-            from .markups import write_markups
-
-            path = Path(self._tmp.name) / f"{pid}_{area}.mrk.json"
-            write_markups(path, f.markups, coordinate_system="RAS")
             s = replace(self.settings, areas=(area,))
             try:
-                table, det = _measure_details(pid, self.images[pid], path, s)
+                table, det = _measure_details(pid, self.images[pid], f.markups, s)
                 self._details[key] = (table, det, "")
             except DataError as exc:
                 self._details[key] = (None, {}, "; ".join(p.message + (f" ({p.field})" if p.field else "")

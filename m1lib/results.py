@@ -345,6 +345,12 @@ CATALOGUE: tuple[CatalogueEntry, ...] = tuple(
         CatalogueEntry("roc", "roc.<predictor>.auc_ci_{low,high}", "CI of the AUC (level 1 - alpha)", "AUC +- z * DeLong SE, truncated to [0, 1] (as pROC)"),
         CatalogueEntry("roc", "roc.<predictor>.n_{als,hs}", "participants with a value", "count"),
         CatalogueEntry("roc", "roc.<measure>.vs_<reader>.auc_difference", "AUC of the measure minus the reader's", "same participants (complete cases)"),
+        CatalogueEntry("measurement", "measurement.{profile_thickness_mm,thickness_mm,intensity,r2star_s}.{n,n_failed}", "ROIs compared with the phantom's truth (analysed participants), and failed profile fits left out", "count; m1lib.analyses.measurement_accuracy (replica only)"),
+        CatalogueEntry("measurement", "measurement.{profile_thickness_mm,thickness_mm,intensity,r2star_s}.{bias,sd,mae,max_abs}", "error against the truth: mm for the thicknesses (profile fit; caliper = simulated rater), relative (measured/true - 1) for intensity and R2*", "mean, SD (n-1), mean |error|, max |error|"),
+        CatalogueEntry("measurement", "measurement.{profile_thickness_mm,thickness_mm,intensity,r2star_s}.within_tolerance", "fraction of ROIs within tolerance: 0.10 mm, 0.25 mm, 2 %, 5 %", "|error| <= tolerance"),
+        CatalogueEntry("qc", "qc.{n_measured,n_flagged,n_excluded,n_flagged_excluded}", "motion QC counts over measured participants (excluded ones included)", "flag: phase-encode/readout edge-energy ratio below 0.6 of the cohort median (m1lib.measure)"),
+        CatalogueEntry("qc", "qc.flag_matches_exclusion", "fraction of measured participants whose QC flag equals their exclusion", "mean of flag == excluded"),
+        CatalogueEntry("qc", "qc.flag_matches_truth", "fraction whose QC flag equals the phantom's motion truth (replica only)", "mean of flag == truth"),
         CatalogueEntry("roc", "roc.<measure>.vs_<reader>.p_value", "two-sided P of the AUC difference", "DeLong paired test (pROC roc.test method='delong', paired=TRUE)"),
     ]
 )

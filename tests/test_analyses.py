@@ -134,8 +134,9 @@ def test_every_key_is_catalogued_and_docs_are_current(result):
     assert results.undocumented_keys(result.registry) == []
     used = {results.catalogue_entry(k).pattern for k in result.registry}
     unused = [e.pattern for e in results.CATALOGUE if e.pattern not in used]
-    # only the pairwise-kappa keys (more than two readers) are not exercised here
-    assert all("_vs_<reader_b>" in p for p in unused), unused
+    # not exercised here: pairwise kappa (more than two readers) and the measurement
+    # checks against a phantom's truth (test_measurement_checks)
+    assert all("_vs_<reader_b>" in p or p.startswith(("measurement.", "qc.")) for p in unused), unused
     doc = Path(__file__).resolve().parents[1] / "docs" / "results.md"
     assert doc.read_text() == results.catalogue_markdown(), \
         "docs/results.md is stale: python -m m1lib.results > docs/results.md"
@@ -378,3 +379,27 @@ def test_registry_helpers():
     assert results.key_part("Reader-2") == "reader_2"
     assert results.format_percent(10 / 16) == "63%" and results.format_percent(9 / 22) == "41%"
     assert io.StringIO(results.catalogue_markdown()).readline().startswith("# Results registry")
+
+
+def test_measurement_checks_against_known_errors():
+    key = dict(participant_id=["sub-a", "sub-a", "sub-b", "sub-b"], hemisphere=["L", "R", "L", "R"],
+               area=["hand"] * 4)
+    truth = pd.DataFrame(dict(key, thickness_mm=[1.5, 2.0, 1.8, 1.6], intensity=0.8, r2star_s=40.0))
+    meas = pd.DataFrame(dict(key, thickness_mm=[1.75, 2.0, 1.8, 1.6], profile_thickness_mm=[1.6, 1.9, np.nan, 1.6],
+                             intensity=[0.8, 0.816, 0.8, 0.8], r2star_s=[40.0, 40.0, 44.0, 40.0],
+                             qc_sharpness_ratio=[2.0, 2.0, 0.9, 0.9], qc_sharpness_relative=[1.0, 1.0, 0.45, 0.45],
+                             qc_motion=[False, False, True, True]))
+    tp = pd.DataFrame({"participant_id": ["sub-a", "sub-b"], "motion": [False, True]})
+    acc = analyses.measurement_accuracy(meas, truth, tp).set_index(["quantity", "subset"])
+    prof = acc.loc[("profile_thickness_mm", "included")]
+    assert prof["n"] == 2 and prof["mae"] == pytest.approx(0.1) and prof["bias"] == pytest.approx(0.0)
+    assert acc.loc[("profile_thickness_mm", "motion"), "n_failed"] == 1
+    assert acc.loc[("intensity", "included"), "max_abs"] == pytest.approx(0.02)
+    assert acc.loc[("r2star_s", "motion"), "bias"] == pytest.approx(0.05)
+    assert acc.loc[("thickness_mm", "included"), "within_tolerance"] == 1.0
+    parts = pd.DataFrame({"participant_id": ["sub-a", "sub-b"], "group": ["HS", "ALS"], "excluded": [False, True]})
+    qc = analyses.motion_qc(parts, meas, tp)
+    reg = analyses.measurement_registry(acc.reset_index(), qc)
+    assert reg["qc.n_flagged"] == 1 and reg["qc.flag_matches_exclusion"] == 1.0 and reg["qc.flag_matches_truth"] == 1.0
+    assert reg["measurement.profile_thickness_mm.mae"] == pytest.approx(0.1)
+    assert results.undocumented_keys(reg) == []

@@ -29,7 +29,7 @@ from m1lib.results import add_record, key_part, validate_registry
 
 __all__ = [
     "limb_pairs", "subject_table", "diagnosis_table", "roc_curves",
-    "measurement_accuracy", "motion_qc", "measurement_registry", "ACCURACY_TARGETS",
+    "example_participants", "measurement_errors", "measurement_accuracy", "motion_qc", "measurement_registry", "ACCURACY_TARGETS",
     "MEASURES", "MEASURE_DIRECTION", "CLINICAL_VARIABLES", "LIMB_AREAS", "TABLE_NAMES",
     "AnalysisResult", "subject_means", "cohort_table", "visual_reading",
     "reader_agreement", "correct_vs_missed", "group_comparison", "correlations",
@@ -714,6 +714,36 @@ def dpr_subgroups(participants: pd.DataFrame, measurements: pd.DataFrame,
     return pd.concat(parts, ignore_index=True)
 
 
+def example_participants(participants: pd.DataFrame, reads: pd.DataFrame | None = None) -> tuple[str, str]:
+    """The two participants shown in Fig 1: a typical healthy subject and a typical patient.
+
+    The healthy subject is the first analysed one whom every reader called normal;
+    the patient is the analysed one with the highest total UMN score whom every
+    reader called ALS (the paper shows a clearly affected patient). Without reads,
+    the first healthy subject and the highest UMN score.
+
+    Returns
+    -------
+    (healthy, als) : tuple of str
+        ``participant_id`` of each.
+    """
+    p = contract.with_derived(_analysed(participants)) if "umn_total" not in participants else _analysed(participants)
+    calls = (reads.groupby("participant_id")["call"].agg(lambda c: set(c))
+             if reads is not None and len(reads) else pd.Series(dtype=object))
+
+    def unanimous(pid, call):
+        return calls.get(pid, {call}) == {call}
+
+    hs = sorted(p.loc[p["group"] == "HS", "participant_id"])
+    als = p[p["group"] == "ALS"].sort_values(["umn_total", "participant_id"], ascending=[False, True],
+                                             kind="stable")["participant_id"].tolist()
+    if not hs or not als:
+        raise DataError("Fig 1 needs at least one analysed healthy subject and one patient")
+    healthy = ([q for q in hs if unanimous(q, "normal")] or hs)[0]
+    patient = ([q for q in als if unanimous(q, "ALS")] or als)[0]
+    return healthy, patient
+
+
 def roc_curves(participants: pd.DataFrame, measurements: pd.DataFrame) -> pd.DataFrame:
     """Empirical ROC curve of each measure (ALS vs HS, per-subject means).
 
@@ -829,15 +859,54 @@ ACCURACY_TARGETS: dict[str, tuple[str, str, float]] = {
 }
 
 
+def measurement_errors(measurements: pd.DataFrame, truth: pd.DataFrame,
+                       truth_participants: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-ROI error of each measured quantity against a phantom's ground truth.
+
+    Returns
+    -------
+    DataFrame
+        One row per ROI and quantity: the measurement key, ``quantity``, ``scale``
+        (``absolute``: measured - true in the quantity's unit; ``relative``:
+        measured/true - 1), ``measured``, ``true``, ``error`` (NaN where the
+        measurement failed), ``subset`` (``motion`` for the motion-corrupted
+        participants of ``truth_participants``, else ``included``) and ``snr``
+        when the truth has it.
+    """
+    key = list(contract.MEASUREMENT_KEY)
+    true_cols = sorted({c[0] for c in ACCURACY_TARGETS.values() if c[0] in truth.columns})
+    t = truth[key + true_cols].rename(columns={c: c + "_true" for c in true_cols})
+    m = measurements.merge(t, on=key, how="inner", validate="one_to_one")
+    subset = pd.Series("included", index=m.index)
+    snr = pd.Series(np.nan, index=m.index)
+    if truth_participants is not None:
+        tp = truth_participants.set_index("participant_id")
+        if "motion" in tp.columns:
+            motion = m["participant_id"].map(tp["motion"].astype(str).str.lower() == "true")
+            subset = subset.where(~motion.fillna(False).astype(bool), "motion")
+        if "snr" in tp.columns:
+            snr = m["participant_id"].map(tp["snr"]).astype(float)
+    parts = []
+    for quantity, (true_col, scale, _) in ACCURACY_TARGETS.items():
+        if quantity not in m.columns or true_col + "_true" not in m.columns:
+            continue
+        val = pd.to_numeric(m[quantity], errors="coerce").astype(float)
+        ref = m[true_col + "_true"].astype(float)
+        err = val - ref if scale == "absolute" else val / ref - 1.0
+        parts.append(m[key].assign(quantity=quantity, scale=scale, measured=val, true=ref, error=err,
+                                   subset=subset, snr=snr))
+    return pd.concat(parts, ignore_index=True)
+
+
 def measurement_accuracy(measurements: pd.DataFrame, truth: pd.DataFrame,
                          truth_participants: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Error of each measured quantity against a phantom's ground truth.
+    """Error of each measured quantity against a phantom's ground truth, summarised.
 
     Parameters
     ----------
     measurements : DataFrame
         :func:`m1lib.measure.measure_dataset` output (``profile_thickness_mm``,
-        ``thickness_mm`` = caliper, ``intensity``, ``r2star_s``, ``fit_ok``).
+        ``thickness_mm`` = caliper, ``intensity``, ``r2star_s``).
     truth : DataFrame
         ``derivatives/truth/truth_areas.tsv`` of the replica.
     truth_participants : DataFrame, optional
@@ -847,55 +916,41 @@ def measurement_accuracy(measurements: pd.DataFrame, truth: pd.DataFrame,
     Returns
     -------
     DataFrame
-        One row per quantity and subset: ``quantity``, ``subset``, ``scale``
-        (``absolute`` in the quantity's unit, or ``relative`` = measured/true - 1),
-        ``n``, ``n_failed`` (failed profile fits, left out), ``bias``, ``sd``, ``mae``,
+        One row per quantity and subset: ``quantity``, ``subset``, ``scale``, ``n``,
+        ``n_failed`` (failed measurements, left out), ``bias``, ``sd``, ``mae``,
         ``max_abs``, ``tolerance`` and ``within_tolerance`` (fraction with
-        |error| <= tolerance).
+        |error| <= tolerance), from :func:`measurement_errors`.
 
     Examples
     --------
     >>> m = pd.DataFrame({"participant_id": ["sub-a"] * 2, "hemisphere": ["L", "R"], "area": "hand",
     ...                   "thickness_mm": [1.5, 2.0], "profile_thickness_mm": [1.55, 1.9],
-    ...                   "intensity": [0.8, 0.9], "r2star_s": [40.0, 30.0], "fit_ok": True})
+    ...                   "intensity": [0.8, 0.9], "r2star_s": [40.0, 30.0]})
     >>> t = m[["participant_id", "hemisphere", "area"]].assign(thickness_mm=[1.5, 2.0], intensity=0.8,
     ...                                                     r2star_s=40.0)
     >>> a = measurement_accuracy(m, t).set_index("quantity")
     >>> round(float(a.loc["profile_thickness_mm", "mae"]), 3), round(float(a.loc["intensity", "max_abs"]), 3)
     (0.075, 0.125)
     """
-    key = list(contract.MEASUREMENT_KEY)
-    have = [c for c in ACCURACY_TARGETS.values() if c[0] in truth.columns]
-    t = truth[key + sorted({c[0] for c in have})]
-    m = measurements.merge(t, on=key, suffixes=("", "_true"), validate="one_to_one")
-    if truth_participants is not None and "motion" in truth_participants.columns:
-        motion = truth_participants.set_index("participant_id")["motion"].astype(str).str.lower() == "true"
-        m["subset"] = np.where(m["participant_id"].map(motion).fillna(False).astype(bool), "motion", "included")
-    else:
-        m["subset"] = "included"
+    errors = measurement_errors(measurements, truth, truth_participants)
     rows = []
-    for quantity, (true_col, scale, tol) in ACCURACY_TARGETS.items():
-        if quantity not in m.columns:
-            continue
-        true = m[true_col + "_true"] if true_col + "_true" in m.columns else m[true_col]
-        for subset in ("included", "motion"):
-            sel = (m["subset"] == subset).to_numpy()
-            if not sel.any():
-                continue
-            val = pd.to_numeric(m.loc[sel, quantity], errors="coerce").to_numpy(float)
-            ref = pd.to_numeric(true[sel], errors="coerce").to_numpy(float)
-            err = val - ref if scale == "absolute" else val / ref - 1.0
-            ok = np.isfinite(err)
-            e = err[ok]
-            rows.append(dict(quantity=quantity, subset=subset, scale=scale, n=int(ok.sum()),
-                             n_failed=int((~ok).sum()),
-                             bias=float(e.mean()) if e.size else np.nan,
-                             sd=float(e.std(ddof=1)) if e.size > 1 else np.nan,
-                             mae=float(np.abs(e).mean()) if e.size else np.nan,
-                             max_abs=float(np.abs(e).max()) if e.size else np.nan,
-                             tolerance=tol,
-                             within_tolerance=float((np.abs(e) <= tol).mean()) if e.size else np.nan))
-    return pd.DataFrame(rows)
+    for (quantity, subset), g in errors.groupby(["quantity", "subset"], sort=False):
+        e = g["error"].to_numpy(float)
+        ok = np.isfinite(e)
+        e = e[ok]
+        tol = ACCURACY_TARGETS[quantity][2]
+        rows.append(dict(quantity=quantity, subset=subset, scale=g["scale"].iloc[0], n=int(ok.sum()),
+                         n_failed=int((~ok).sum()),
+                         bias=float(e.mean()) if e.size else np.nan,
+                         sd=float(e.std(ddof=1)) if e.size > 1 else np.nan,
+                         mae=float(np.abs(e).mean()) if e.size else np.nan,
+                         max_abs=float(np.abs(e).max()) if e.size else np.nan,
+                         tolerance=tol,
+                         within_tolerance=float((np.abs(e) <= tol).mean()) if e.size else np.nan))
+    out = pd.DataFrame(rows)
+    order = {q: i for i, q in enumerate(ACCURACY_TARGETS)}
+    return out.sort_values(["quantity", "subset"], key=lambda c: c.map(order) if c.name == "quantity" else c,
+                           ignore_index=True)
 
 
 def motion_qc(participants: pd.DataFrame, measurements: pd.DataFrame,

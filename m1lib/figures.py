@@ -79,11 +79,15 @@ _X = {"umn_score": "UMN score (limb)", "dpr": "DPR (points/month)", "alsfrs_r": 
 def _scatter(ax, x, y, text):
     ax.scatter(x, y, s=10, color="black", linewidths=0, alpha=0.8)
     ok = np.isfinite(x) & np.isfinite(y)
+    slope = 0.0
     if ok.sum() >= 3 and np.ptp(x[ok]) > 0:
         slope, icpt = np.polyfit(x[ok], y[ok], 1)  # a visual guide, as in the paper's Fig 2
         xs = np.linspace(x[ok].min(), x[ok].max(), 50)
         ax.plot(xs, icpt + slope * xs, color="black", lw=0.8)
-    ax.text(0.97, 0.97, text, transform=ax.transAxes, ha="right", va="top", fontsize=7)
+    # the statistics go in the upper corner the trend leaves empty
+    left = slope > 0
+    ax.text(0.03 if left else 0.97, 0.97, text, transform=ax.transAxes, ha="left" if left else "right",
+            va="top", fontsize=7)
 
 
 def fig2_correlations(limb: pd.DataFrame, subjects: pd.DataFrame, stats: pd.DataFrame):
@@ -245,30 +249,18 @@ def fig1_replica(dataset, healthy: str | None = None, als: str | None = None,
     import pandas as pd
     from matplotlib.patches import Ellipse
 
-    from m1lib import contract
     from m1lib.markups import read_markups
 
     root = Path(dataset)
     p = pd.read_csv(root / "participants.tsv", sep="\t", na_values=["n/a"],
                     keep_default_na=False)
-    analysed = p[~p["excluded"].astype(str).str.lower().eq("true")]
     reads_path = root / "phenotype" / "visual_reads.tsv"
-    calls = (pd.read_csv(reads_path, sep="\t").groupby("participant_id")["call"]
-             .agg(lambda c: set(c)) if reads_path.exists() else pd.Series(dtype=object))
+    reads = pd.read_csv(reads_path, sep="\t") if reads_path.exists() else None
+    if healthy is None or als is None:
+        from m1lib.analyses import example_participants
 
-    def unanimous(pid, call):
-        return calls.get(pid, {call}) == {call}
-
-    if healthy is None:
-        hs = analysed.loc[analysed["group"] == "HS", "participant_id"]
-        ok = [q for q in hs if unanimous(q, "normal")]
-        healthy = (ok or list(hs))[0]
-    if als is None:
-        a = contract.with_derived(analysed[analysed["group"] == "ALS"])
-        a = a.sort_values(["umn_total", "participant_id"], ascending=[False, True],
-                          kind="stable")["participant_id"]
-        ok = [q for q in a if unanimous(q, "ALS")]
-        als = (ok or list(a))[0]
+        h, a = example_participants(p, reads)
+        healthy, als = healthy or h, als or a
     name = f"{hemisphere}_{area}"
 
     fig = Figure(figsize=(9.0, 6.4), dpi=150)
@@ -351,3 +343,51 @@ def fig1_replica(dataset, healthy: str | None = None, als: str | None = None,
              f"{roi_area_mm2:g} mm² oval ROI", ha="center", fontsize=7.5)
     fig.subplots_adjust(left=0.08, right=0.99, top=0.91, bottom=0.05, wspace=0.04, hspace=0.1)
     return fig
+
+
+# ---------------------------------------------------------------- measurement checks
+def measurement_error_vs_snr(errors: pd.DataFrame):
+    """Profile-thickness and caliper error against each participant's SNR (replica truth).
+
+    ``errors``: :func:`m1lib.analyses.measurement_errors`. Motion-corrupted participants
+    are drawn hollow.
+    """
+    with style():
+        fig = Figure(figsize=(6.4, 2.6), layout="constrained")
+        axes = fig.subplots(1, 2, sharey=True)
+        for ax, quantity, title, letter in zip(
+                axes, ("profile_thickness_mm", "thickness_mm"),
+                ("Profile fit (rater-independent)", "Caliper (simulated rater)"), "AB"):
+            d = errors[errors["quantity"] == quantity]
+            for subset, face in (("included", "black"), ("motion", "none")):
+                s = d[d["subset"] == subset]
+                ax.scatter(s["snr"], s["error"], s=8, facecolors=face, edgecolors="black", linewidths=0.5,
+                           label="motion-corrupted" if subset == "motion" else "analysed")
+            ax.axhline(0, color="0.5", lw=0.6)
+            for t in (-0.1, 0.1):
+                ax.axhline(t, color="#b2182b", lw=0.6, ls="--")
+            ax.set_title(title)
+            ax.set_xlabel("SNR (superficial cortex, echo 1)")
+            panel_letter(ax, letter)
+        axes[0].set_ylabel("Thickness error (mm)")
+        axes[0].legend(frameon=False, loc="lower left")
+        return fig
+
+
+def motion_qc_figure(qc: pd.DataFrame, threshold: float = 0.6):
+    """Each participant's sharpness ratio relative to the cohort median, excluded ones marked.
+
+    ``qc``: :func:`m1lib.analyses.motion_qc`.
+    """
+    with style():
+        d = qc.sort_values(["qc_sharpness_relative", "participant_id"], ignore_index=True)
+        fig = Figure(figsize=(6.4, 2.4), layout="constrained")
+        ax = fig.subplots()
+        colors = np.where(d["excluded"], "#b2182b", "#2166ac")
+        ax.bar(np.arange(len(d)), d["qc_sharpness_relative"], color=colors, width=0.8)
+        ax.axhline(threshold, color="black", lw=0.7, ls="--")
+        ax.text(len(d) - 0.5, threshold, f" flag below {threshold:g}", va="bottom", ha="right", fontsize=6)
+        ax.set_xticks(np.arange(len(d)), d["participant_id"].str.replace("sub-", ""), rotation=90, fontsize=5)
+        ax.set_ylabel("Sharpness ratio\n(relative to median)")
+        ax.set_title("Motion QC: red = excluded for motion in participants.tsv")
+        return fig

@@ -97,6 +97,22 @@ def sentences(reg: dict[str, float]) -> dict[str, str]:
             f"than in slower ones ({p_text(g('dpr_subgroups.intensity.p_value'))}); thickness "
             f"{'did not differ' if g('dpr_subgroups.thickness_mm.p_value') >= 0.05 else 'differed'} "
             f"({p_text(g('dpr_subgroups.thickness_mm.p_value'))}).")
+    if "measurement.profile_thickness_mm.mae" in reg:
+        m = lambda q, k: g(f"measurement.{q}.{k}")  # noqa: E731
+        out["measurement"] = (
+            f"Against the phantom's ground truth ({int(m('profile_thickness_mm', 'n'))} ROIs of analysed "
+            f"participants), the rater-independent profile thickness had a mean absolute error of "
+            f"{m('profile_thickness_mm', 'mae'):.3f} mm (bias {m('profile_thickness_mm', 'bias'):+.3f} mm; "
+            f"{int(m('profile_thickness_mm', 'n_failed'))} failed fits) and the caliper, placed by a simulated "
+            f"rater, {m('thickness_mm', 'mae'):.3f} mm; normalized intensity was within 2% in "
+            f"{pct(m('intensity', 'within_tolerance'))} of ROIs (largest error {pct(m('intensity', 'max_abs'))}) "
+            f"and R2* within 5% in {pct(m('r2star_s', 'within_tolerance'))}.")
+    if "qc.n_flagged" in reg:
+        extra = (f"; the flags match the phantom's motion truth for {pct(g('qc.flag_matches_truth'))} of them"
+                 if "qc.flag_matches_truth" in reg else "")
+        out["motion_qc"] = (
+            f"Motion QC flagged {int(g('qc.n_flagged'))} of {int(g('qc.n_measured'))} measured participants, "
+            f"{int(g('qc.n_flagged_excluded'))} of the {int(g('qc.n_excluded'))} excluded for motion{extra}.")
     return out
 
 
@@ -139,7 +155,7 @@ def write_index(report: Path, registry: dict[str, float], provenance: dict) -> P
     parts.append("</ul><h2>Paper vs this run</h2>")
     comp = report / "paper_comparison.csv"
     if comp.is_file():
-        df = pd.read_csv(comp, keep_default_na=False)
+        df = pd.read_csv(comp, keep_default_na=False, dtype=str)
         parts.append(df[["result", "paper", "this_run_display", "registry_key"]]
                      .rename(columns={"this_run_display": "this run"}).to_html(index=False, escape=True))
     parts.append("<h2>Files</h2><ul><li><a href='results.json'>results.json</a> (every number, full precision)"

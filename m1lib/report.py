@@ -78,6 +78,12 @@ class Recorder:
         self.files.append(str(path.relative_to(self.out_dir)))
         return path
 
+    def file(self, path) -> Path:
+        """Register a file that other code wrote inside the report (e.g. an audit figure)."""
+        path = Path(path)
+        self.files.append(str(path.relative_to(self.out_dir) if path.is_absolute() else path))
+        return path
+
     def record(self, registry: dict[str, float]) -> None:
         """Add registry entries (flat dotted keys -> numbers)."""
         clash = set(registry) & set(self.registry)
@@ -457,5 +463,16 @@ def paper_comparison(registry: dict[str, float]) -> pd.DataFrame:
         run = float("nan") if run is None else float(run)
         out.append({"result": r["label"], "registry_key": r["key"],
                     "paper": _paper_number(values, r["paper"]), "this_run": run,
-                    "this_run_display": "n/a" if run != run else f"{run:.3g}" if abs(run) < 1e3 else f"{run:.0f}"})
+                    "this_run_display": _display(r["key"], run)})
     return pd.DataFrame(out)
+
+
+def _display(key: str, value: float) -> str:
+    """This run's value as the paper prints it: P values as ``<.001``/``.024``, others 3 digits."""
+    from .narrative import p_text
+
+    if value != value:
+        return "n/a"
+    if key.endswith("p_value"):
+        return p_text(value).removeprefix("P ").removeprefix("= ")
+    return f"{value:.3g}" if abs(value) < 1e3 else f"{value:.0f}"

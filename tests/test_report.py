@@ -140,3 +140,25 @@ def test_replica_report_is_deterministic(replica, tmp_path):
     assert (again / "results.json").read_bytes() == (out / "results.json").read_bytes()
     assert _tree_digest(again, "tables") == _tree_digest(out, "tables")
     assert _tree_digest(again, "figures") == _tree_digest(out, "figures")
+
+
+def test_replica_results_json_equals_direct_registry(replica):
+    manifest, out = replica
+    t = load_tables(manifest, log=lambda *a: None)
+    direct = analyses.run_all(t.participants, t.reads, t.measurements, n_boot=N_BOOT, seed=20160301).registry
+    direct.update(analyses.measurement_registry(
+        analyses.measurement_accuracy(t.measurements, t.truth, t.truth_participants),
+        analyses.motion_qc(t.participants, t.measurements, t.truth_participants)))
+    got = registry_from_json((out / "results.json").read_text())
+    assert set(got) == set(direct)
+    for k, v in direct.items():
+        assert (v != v and got[k] != got[k]) or got[k] == v, k
+    # the measured replica reproduces the paper's pattern (issue 3's calibration, end to end)
+    assert got["group.thickness_mm.p_value"] < 0.001 and got["group.intensity.p_value"] > 0.05
+    for key, paper in (("corr.thickness_mm.umn_limb.rho", -0.59), ("corr.thickness_mm.dpr.rho", -0.47),
+                       ("corr.thickness_mm.alsfrs_r.rho", 0.49), ("corr.intensity.umn_limb.rho", -0.47),
+                       ("corr.intensity.dpr.rho", -0.60), ("corr.intensity.alsfrs_r.rho", 0.45)):
+        assert abs(got[key] - paper) <= 0.15, key
+    assert got["dpr_subgroups.intensity.p_value"] < 0.05
+    assert got["qc.flag_matches_truth"] == 1.0
+    assert got["measurement.profile_thickness_mm.mae"] <= 0.10

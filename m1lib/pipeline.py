@@ -48,15 +48,29 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def measurement_inputs(ds: Dataset) -> dict[str, str]:
-    """SHA-256 of every file a measurement reads, keyed by dataset-relative path."""
+def measurement_inputs(ds: Dataset, known: dict | None = None) -> dict[str, dict]:
+    """SHA-256, size and mtime of every file a measurement reads, by dataset-relative path.
+
+    A file whose size and mtime (ns) equal those recorded in ``known`` keeps its recorded
+    digest instead of being read again (as git and make do); any write, such as the
+    explorer saving an annotation, changes the mtime and so the file is hashed anew.
+    """
     root = ds.manifest.root
     files = []
     for echoes in ds.images.values():
         for e in echoes:
             files += [e.path, e.path.with_name(e.path.name.split(".nii")[0] + ".json")]
     files += list(ds.annotations.values())
-    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(files)}
+    known = known or {}
+    out = {}
+    for p in sorted(files):
+        rel = str(p.relative_to(root))
+        st = p.stat()
+        prev = known.get(rel) or {}
+        same = prev.get("size") == st.st_size and prev.get("mtime_ns") == st.st_mtime_ns
+        out[rel] = {"sha256": prev["sha256"] if same and "sha256" in prev else sha256_file(p),
+                    "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return out
 
 
 #: Modules whose code decides the measured numbers: a change to any re-measures.
@@ -70,12 +84,15 @@ def measurement_code_hash() -> str:
     return h.hexdigest()
 
 
-def measurement_key(ds: Dataset) -> dict:
+def measurement_key(ds: Dataset, known: dict | None = None) -> tuple[dict, dict]:
+    """The cache key of a measurement (content digests, settings, code) and the file stats."""
     s = ds.manifest.settings
-    return {"m1lib": __version__, "code": measurement_code_hash(),
-            "settings": {"areas": list(s.areas), "roi_area_mm2": s.roi_area_mm2,
-                         "intensity_echo": s.intensity_echo},
-            "inputs": measurement_inputs(ds)}
+    files = measurement_inputs(ds, known)
+    key = {"m1lib": __version__, "code": measurement_code_hash(),
+           "settings": {"areas": list(s.areas), "roi_area_mm2": s.roi_area_mm2,
+                        "intensity_echo": s.intensity_echo},
+           "inputs": {rel: f["sha256"] for rel, f in files.items()}}
+    return key, files
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -121,9 +138,12 @@ def measure_cached(ds: Dataset, *, jobs: int | None = None, executor=None, force
     table_path = out or root / MEASURE_FILE
     key_path = table_path.with_name(table_path.stem + ".inputs.json")
     fail_path = table_path.with_name(table_path.stem + "_failures.tsv")
-    key = measurement_key(ds)
-    key_text = json.dumps(key, sort_keys=True, indent=1)
-    if not force and table_path.is_file() and key_path.is_file() and key_path.read_text() == key_text:
+    try:
+        stored = json.loads(key_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        stored = {}
+    key, files = measurement_key(ds, stored.get("files"))
+    if not force and table_path.is_file() and stored.get("key") == key:
         failures = pd.read_csv(fail_path, sep="\t") if fail_path.is_file() else pd.DataFrame()
         return pd.read_csv(table_path, sep="\t", keep_default_na=True, na_values=["n/a"]), failures
     s = ds.manifest.settings
@@ -139,7 +159,8 @@ def measure_cached(ds: Dataset, *, jobs: int | None = None, executor=None, force
                                       indent=2, sort_keys=True) + "\n")
     write_atomic(table_path, to_tsv(table))
     write_atomic(fail_path, to_tsv(failures))
-    write_atomic(key_path, key_text)  # last: the key vouches for a complete table
+    # last: the key vouches for a complete table
+    write_atomic(key_path, json.dumps({"key": key, "files": files}, sort_keys=True, indent=1))
     return table, failures
 
 

@@ -215,8 +215,8 @@ def check_reads(reads: pd.DataFrame, participants: pd.DataFrame, name: str) -> l
     return problems
 
 
-def check_measurements(meas: pd.DataFrame, participants: pd.DataFrame, name: str,
-                       areas=C.AREAS) -> tuple[pd.DataFrame, list[Problem]]:
+def check_measurements(meas: pd.DataFrame, participants: pd.DataFrame,
+                       name: str) -> tuple[pd.DataFrame, list[Problem]]:
     """Type and check a long measurement table."""
     problems: list[Problem] = []
     if not _require_columns(meas, [*C.MEASUREMENT_KEY, *C.MEASUREMENT_VALUES], name, problems):
@@ -411,8 +411,7 @@ def validate(manifest: Manifest, *, full: bool = True) -> tuple[Dataset | None, 
     if mpath.is_file():
         mraw = read_tsv(mpath, root, problems)
         if mraw is not None:
-            measurements, p = check_measurements(mraw, participants, manifest.files.measurements,
-                                                 manifest.settings.areas)
+            measurements, p = check_measurements(mraw, participants, manifest.files.measurements)
             problems += p
     ds = Dataset(manifest, participants, reads if reads is not None else pd.DataFrame(
         columns=["participant_id", "reader", "call"]), measurements)

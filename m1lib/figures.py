@@ -157,31 +157,32 @@ def online_fig1_ab(diagnosis: pd.DataFrame, p_values: dict):
         return fig
 
 
+def _two_measures_by_group(subjects, measures, letters, by, order, colors, p_values):
+    with style():
+        fig = Figure(figsize=(4.2, 2.6), layout="constrained")
+        for ax, value, letter in zip(fig.subplots(1, len(measures)), measures, letters):
+            _groups_panel(ax, subjects, value, by, order, colors, format_p(p_values.get(value)), _Y[value])
+            panel_letter(ax, letter)
+        return fig
+
+
 def online_fig1_cd(subjects: pd.DataFrame, p_values: dict):
     """On-line Fig 1C-D: deep-layer thickness (C) and intensity (D), ALS vs healthy subjects.
 
     ``subjects`` has ``group`` and the per-subject means; ``p_values`` maps the measure to P.
     """
-    with style():
-        fig = Figure(figsize=(4.2, 2.6), layout="constrained")
-        axes = fig.subplots(1, 2)
-        for ax, value, letter in zip(axes, ("thickness_mm", "intensity"), "CD"):
-            _groups_panel(ax, subjects, value, "group", ["ALS", "HS"], GROUP_COLORS,
-                          format_p(p_values.get(value)), _Y[value])
-            panel_letter(ax, letter)
-        return fig
+    return _two_measures_by_group(subjects, ("thickness_mm", "intensity"), "CD", "group", ["ALS", "HS"],
+                                  GROUP_COLORS, p_values)
 
 
 def online_fig2(subjects: pd.DataFrame, p_values: dict):
-    """On-line Fig 2: intensity (A) and thickness (B) in faster vs slower progressors."""
-    with style():
-        fig = Figure(figsize=(4.2, 2.6), layout="constrained")
-        axes = fig.subplots(1, 2)
-        for ax, value, letter in zip(axes, ("intensity", "thickness_mm"), "AB"):
-            _groups_panel(ax, subjects, value, "progression", ["faster", "slower"], SUBGROUP_COLORS,
-                          format_p(p_values.get(value)), _Y[value])
-            panel_letter(ax, letter)
-        return fig
+    """On-line Fig 2: intensity (A) and thickness (B) in faster vs slower progressors.
+
+    ``subjects`` has ``progression`` (:func:`m1lib.analyses.subject_table`); ``p_values``
+    maps the measure to P.
+    """
+    return _two_measures_by_group(subjects, ("intensity", "thickness_mm"), "AB", "progression",
+                                  ["faster", "slower"], SUBGROUP_COLORS, p_values)
 
 
 def roc_figure(curves: pd.DataFrame, roc: pd.DataFrame, readers: pd.DataFrame):

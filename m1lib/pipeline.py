@@ -144,8 +144,7 @@ def measure_cached(ds: Dataset, *, jobs: int | None = None, executor=None, force
         stored = {}
     key, files = measurement_key(ds, stored.get("files"))
     if not force and table_path.is_file() and stored.get("key") == key:
-        failures = pd.read_csv(fail_path, sep="\t") if fail_path.is_file() else pd.DataFrame()
-        return pd.read_csv(table_path, sep="\t", keep_default_na=True, na_values=["n/a"]), failures
+        return _read_measured(table_path, fail_path)
     s = ds.manifest.settings
     log(f"measuring {len(ds.images)} participants ...")
     table, failures = measure.measure_dataset(
@@ -161,6 +160,14 @@ def measure_cached(ds: Dataset, *, jobs: int | None = None, executor=None, force
     write_atomic(fail_path, to_tsv(failures))
     # last: the key vouches for a complete table
     write_atomic(key_path, json.dumps({"key": key, "files": files}, sort_keys=True, indent=1))
+    # Analyse what was written, so a first run and a cached run see identical numbers.
+    return _read_measured(table_path, fail_path)
+
+
+def _read_measured(table_path: Path, fail_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    table = pd.read_csv(table_path, sep="\t", keep_default_na=False, na_values=["n/a"])
+    failures = (pd.read_csv(fail_path, sep="\t", keep_default_na=False, na_values=["n/a"])
+                if fail_path.is_file() else pd.DataFrame(columns=["participant_id", "kind", "reason"]))
     return table, failures
 
 
@@ -186,6 +193,8 @@ def load_tables(manifest: Manifest | str | Path = "data_manifest.yaml", *, jobs:
     else:
         meas, failures = measure_cached(ds, jobs=jobs, log=log)
         source = "measured"
+    # the analyses use the areas the settings name (a precomputed table may hold more)
+    meas = meas[meas["area"].isin(manifest.settings.areas)].reset_index(drop=True)
     truth, truth_p = _read_truth(manifest.root)
     return Tables(manifest, ds.participants, ds.reads, meas, source, truth, truth_p)
 

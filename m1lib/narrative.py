@@ -47,8 +47,8 @@ def sentences(reg: dict[str, float]) -> dict[str, str]:
     if "cohort.n_als" in reg:
         out["cohort"] = (
             f"{int(g('cohort.n_als_enrolled'))} patients with ALS and {int(g('cohort.n_hs_enrolled'))} healthy "
-            f"subjects were enrolled; {int(g('cohort.n_als_excluded'))} patients and "
-            f"{int(g('cohort.n_hs_excluded'))} healthy subject(s) were excluded. In the remaining "
+            f"subjects were enrolled; {_n(g('cohort.n_als_excluded'), 'patient')} and "
+            f"{_n(g('cohort.n_hs_excluded'), 'healthy subject')} were excluded. In the remaining "
             f"{int(g('cohort.n_als'))} patients, ALSFRS-R was {g('cohort.analysed.als.alsfrs_r.mean'):.0f} ± "
             f"{g('cohort.analysed.als.alsfrs_r.sd'):.0f}, UMN score {g('cohort.analysed.als.umn_total.mean'):.0f} ± {g('cohort.analysed.als.umn_total.sd'):.0f}, "
             f"disease duration {g('cohort.analysed.als.disease_duration_months.mean'):.0f} ± "
@@ -116,6 +116,17 @@ def sentences(reg: dict[str, float]) -> dict[str, str]:
     return out
 
 
+_TITLES = {"cohort": "Cohort", "visual_reading": "Visual reading",
+           "correct_vs_missed": "Correctly vs wrongly diagnosed", "group": "ALS vs healthy subjects",
+           "correlations": "Correlations", "dpr_subgroups": "DPR subgroups",
+           "measurement": "Measurement accuracy", "motion_qc": "Motion QC"}
+
+
+def _n(count: float, noun: str) -> str:
+    """``1 healthy subject``, ``2 healthy subjects``."""
+    return f"{int(count)} {noun}{'' if int(count) == 1 else 's'}"
+
+
 _CSS = """
 body{font-family:DejaVu Sans,Arial,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45}
 h1{font-size:1.5em} h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
@@ -138,7 +149,7 @@ def write_index(report: Path, registry: dict[str, float], provenance: dict) -> P
              f"</code>{' (dirty)' if provenance.get('git', {}).get('dirty') else ''}. Reproduces Cosottini et al., "
              "AJNR 2016;37:455–61.</p>", "<h2>Results</h2>"]
     for name, text in sentences(registry).items():
-        parts.append(f"<p><b>{esc(name.replace('_', ' ').capitalize())}.</b> {esc(text)}</p>")
+        parts.append(f"<p><b>{esc(_TITLES.get(name, name))}.</b> {esc(text)}</p>")
     parts.append("<h2>Notebooks</h2><ul>")
     for nb in sorted(report.glob("[0-9][0-9]_*.html")):
         parts.append(f"<li><a href='{esc(nb.name)}'>{esc(nb.stem)}</a> "

@@ -138,12 +138,13 @@ def _groups_panel(ax, data: pd.DataFrame, value: str, by: str, order, colors, p_
     ax.set_title(p_text)
 
 
-def online_fig1_ab(diagnosis: pd.DataFrame, p_values: dict):
+def online_fig1_ab(diagnosis: pd.DataFrame, correct_vs_missed: pd.DataFrame):
     """On-line Fig 1A-B: total UMN score in correctly diagnosed vs missed patients, per reader.
 
-    ``diagnosis`` has ``reader``, ``diagnosis`` (``correct``/``missed``), ``umn_total``
-    (:func:`m1lib.analyses.diagnosis_table`); ``p_values`` maps reader to its P value.
+    ``diagnosis``: :func:`m1lib.analyses.diagnosis_table`; ``correct_vs_missed``:
+    :func:`m1lib.analyses.correct_vs_missed` (its ``umn_total`` P values are printed).
     """
+    p_values = _p_by(correct_vs_missed, "reader", {"variable": "umn_total"})
     readers = sorted(diagnosis["reader"].unique())
     with style():
         fig = Figure(figsize=(1.9 * len(readers) + 0.4, 2.6), layout="constrained")
@@ -157,6 +158,14 @@ def online_fig1_ab(diagnosis: pd.DataFrame, p_values: dict):
         return fig
 
 
+def _p_by(table: pd.DataFrame, column: str, where: dict | None = None) -> dict:
+    """``{table[column]: p_value}`` from a result table of :mod:`m1lib.analyses` (rows filtered by ``where``)."""
+    t = table
+    for k, v in (where or {}).items():
+        t = t[t[k] == v]
+    return dict(zip(t[column], t["p_value"]))
+
+
 def _two_measures_by_group(subjects, measures, letters, by, order, colors, p_values):
     with style():
         fig = Figure(figsize=(4.2, 2.6), layout="constrained")
@@ -166,31 +175,34 @@ def _two_measures_by_group(subjects, measures, letters, by, order, colors, p_val
         return fig
 
 
-def online_fig1_cd(subjects: pd.DataFrame, p_values: dict):
+def online_fig1_cd(subjects: pd.DataFrame, group_comparison: pd.DataFrame):
     """On-line Fig 1C-D: deep-layer thickness (C) and intensity (D), ALS vs healthy subjects.
 
-    ``subjects`` has ``group`` and the per-subject means; ``p_values`` maps the measure to P.
+    ``subjects``: :func:`m1lib.analyses.subject_table`; ``group_comparison``:
+    :func:`m1lib.analyses.group_comparison` (P values printed).
     """
     return _two_measures_by_group(subjects, ("thickness_mm", "intensity"), "CD", "group", ["ALS", "HS"],
-                                  GROUP_COLORS, p_values)
+                                  GROUP_COLORS, _p_by(group_comparison, "variable"))
 
 
-def online_fig2(subjects: pd.DataFrame, p_values: dict):
+def online_fig2(subjects: pd.DataFrame, dpr_subgroups: pd.DataFrame):
     """On-line Fig 2: intensity (A) and thickness (B) in faster vs slower progressors.
 
-    ``subjects`` has ``progression`` (:func:`m1lib.analyses.subject_table`); ``p_values``
-    maps the measure to P.
+    ``subjects``: :func:`m1lib.analyses.subject_table` (patients with a ``progression`` are
+    drawn); ``dpr_subgroups``: :func:`m1lib.analyses.dpr_subgroups` (P values printed).
     """
-    return _two_measures_by_group(subjects, ("intensity", "thickness_mm"), "AB", "progression",
-                                  ["faster", "slower"], SUBGROUP_COLORS, p_values)
+    return _two_measures_by_group(subjects[subjects["progression"] != ""], ("intensity", "thickness_mm"),
+                                  "AB", "progression", ["faster", "slower"], SUBGROUP_COLORS,
+                                  _p_by(dpr_subgroups, "variable"))
 
 
-def roc_figure(curves: pd.DataFrame, roc: pd.DataFrame, readers: pd.DataFrame):
+def roc_figure(curves: pd.DataFrame, roc: pd.DataFrame, visual_reading: pd.DataFrame):
     """ROC curves of the quantitative measures with the readers' operating points.
 
     ``curves``: :func:`m1lib.analyses.roc_curves`; ``roc``: :func:`m1lib.analyses.roc_table`
-    (AUC and DeLong CI for the legend); ``readers``: ``reader``, ``sensitivity``, ``specificity``.
+    (AUC and DeLong CI for the legend); ``visual_reading``: :func:`m1lib.analyses.visual_reading`.
     """
+    readers = visual_reading.pivot(index="reader", columns="statistic", values="estimate").reset_index()
     colors = {"thickness_mm": "#1b9e77", "intensity": "#d95f02", "r2star_s": "#7570b3"}
     with style():
         fig = Figure(figsize=(3.4, 3.2), layout="constrained")

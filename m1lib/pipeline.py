@@ -199,6 +199,21 @@ def load_tables(manifest: Manifest | str | Path = "data_manifest.yaml", *, jobs:
     return Tables(manifest, ds.participants, ds.reads, meas, source, truth, truth_p)
 
 
+def audit_figures(ds: Dataset, participants, folder: Path, stem: str = "{pid}_audit.png") -> list[Path]:
+    """Draw the audit figure (slice crops with ROI, caliper and fitted edges; each profile with
+    its fitted model) of each participant into ``folder``, with the manifest's settings."""
+    from . import measure
+
+    s = ds.manifest.settings
+    paths = []
+    for pid in participants:
+        path = Path(folder) / stem.format(pid=pid)
+        paths.append(measure.audit_figure(pid, ds.images[pid], ds.annotations[pid], out_path=path,
+                                          areas=s.areas, roi_area_mm2=s.roi_area_mm2,
+                                          intensity_echo=s.intensity_echo))
+    return paths
+
+
 def measure_from_manifest(manifest_path, *, out: Path | None = None, jobs: int | None = None,
                           audit: bool = False, log=print) -> int:
     """The ``m1lib measure`` command: 0 when every participant was measured, 3 when some failed."""
@@ -211,11 +226,8 @@ def measure_from_manifest(manifest_path, *, out: Path | None = None, jobs: int |
     table, failures = measure_cached(ds, jobs=jobs, force=True, out=out, log=log)
     target = out or manifest.root / MEASURE_FILE
     if audit:
-        from . import measure
         adir = target.parent / "audit"
-        for pid in sorted(ds.images):
-            measure.audit_figure(pid, ds.images[pid], ds.annotations[pid], table,
-                                 adir / f"{pid}_audit.png")
+        audit_figures(ds, sorted(ds.images), adir)
         log(f"audit figures in {adir}")
     log(f"wrote {target} ({len(table)} rows)")
     if len(failures):

@@ -20,7 +20,8 @@ def _subjects():
 def test_saved_figures_are_byte_identical(tmp_path):
     digests = []
     for k in range(2):
-        fig = figures.online_fig1_cd(_subjects(), {"thickness_mm": 0.0004, "intensity": 0.98})
+        groups = pd.DataFrame({"variable": ["thickness_mm", "intensity"], "p_value": [0.0004, 0.98]})
+        fig = figures.online_fig1_cd(_subjects(), groups)
         paths = figures.save_figure(fig, tmp_path / f"run{k}" / "fig", ("png", "pdf"))
         digests.append([hashlib.sha256(p.read_bytes()).hexdigest() for p in paths])
     assert digests[0] == digests[1]
@@ -29,7 +30,8 @@ def test_saved_figures_are_byte_identical(tmp_path):
 
 
 def test_panels_show_the_given_statistics():
-    fig = figures.online_fig2(_subjects().query("progression != ''"), {"intensity": 0.024, "thickness_mm": 0.6})
+    sub = pd.DataFrame({"variable": ["intensity", "thickness_mm"], "p_value": [0.024, 0.6]})
+    fig = figures.online_fig2(_subjects(), sub)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["P = .024", "P = .600"]
     assert [t.get_text() for t in fig.axes[0].texts] == ["A"]

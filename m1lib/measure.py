@@ -1084,6 +1084,7 @@ def _draw_audit(participant_id, data, table, details, settings, out_path: Path):
         f"profile fits ok: {int(table.fit_ok.sum())} of {len(table)}"]),
         fontsize=7, va="top", fontfamily="DejaVu Sans")
     fig.tight_layout()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, format="png", metadata={"Software": None})
+    from .figures import save_figure  # fixed style, no timestamps; format from the suffix
+
+    save_figure(fig, out_path.with_suffix(""), (out_path.suffix.lstrip(".") or "png",))
     return out_path

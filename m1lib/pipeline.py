@@ -199,18 +199,21 @@ def load_tables(manifest: Manifest | str | Path = "data_manifest.yaml", *, jobs:
     return Tables(manifest, ds.participants, ds.reads, meas, source, truth, truth_p)
 
 
-def audit_figures(ds: Dataset, participants, folder: Path, stem: str = "{pid}_audit.png") -> list[Path]:
+def audit_figures(ds: Dataset, participants, folder: Path, stem: str = "{pid}_audit",
+                  formats=("png",)) -> list[Path]:
     """Draw the audit figure (slice crops with ROI, caliper and fitted edges; each profile with
-    its fitted model) of each participant into ``folder``, with the manifest's settings."""
+    its fitted model) of each participant into ``folder`` in each format, with the manifest's
+    settings. Returns the paths written."""
     from . import measure
 
     s = ds.manifest.settings
     paths = []
     for pid in participants:
-        path = Path(folder) / stem.format(pid=pid)
-        paths.append(measure.audit_figure(pid, ds.images[pid], ds.annotations[pid], out_path=path,
-                                          areas=s.areas, roi_area_mm2=s.roi_area_mm2,
-                                          intensity_echo=s.intensity_echo))
+        for fmt in formats:
+            path = Path(folder) / f"{stem.format(pid=pid)}.{fmt}"
+            paths.append(measure.audit_figure(pid, ds.images[pid], ds.annotations[pid], out_path=path,
+                                              areas=s.areas, roi_area_mm2=s.roi_area_mm2,
+                                              intensity_echo=s.intensity_echo))
     return paths
 
 

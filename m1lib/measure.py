@@ -527,6 +527,33 @@ def _echo_time(meta: dict, given, path: Path, participant: str) -> float:
     return te
 
 
+def _read_slab(img, path, k0: int, k1: int, participant_id: str) -> np.ndarray:
+    """Slices ``k0..k1`` of an image as float32, scaled as nibabel scales them.
+
+    A gzipped image is decompressed in one call by ISA-L (the ``isal`` package, 2-3 times
+    faster than zlib, which dominated the measurement's time) and handed to nibabel as
+    bytes, so header parsing, scaling and slicing stay nibabel's. Without ``isal``, or
+    for an uncompressed file, nibabel reads through its proxy.
+    """
+    if str(path).endswith(".gz"):
+        try:
+            from isal import igzip
+        except ImportError:  # pragma: no cover - isal is a dependency; keep working without it
+            igzip = None
+        if igzip is not None:
+            try:
+                raw = igzip.decompress(Path(path).read_bytes())
+            except (OSError, EOFError, ValueError) as exc:
+                raise DataError(f"cannot decompress image ({type(exc).__name__}: {exc})",
+                                file=path, participant=participant_id, field="image") from None
+            img = type(img).from_bytes(raw)
+    try:
+        return np.asarray(img.dataobj[:, :, k0:k1 + 1], dtype=np.float32)
+    except (OSError, EOFError, ValueError) as exc:  # truncated data
+        raise DataError(f"cannot read image data ({type(exc).__name__}: {exc})", file=path,
+                        participant=participant_id, field="image") from None
+
+
 def _read_markups(path: Path):
     from .markups import read_markups  # the markups module owns the file format
 
@@ -648,8 +675,8 @@ def _load(participant_id, echoes, markups_path, settings: MeasureSettings):
         raise DataError(problems)
     ks = sorted({a.k for a in anns.values()})
     k0, k1 = ks[0], ks[-1]
-    # One proxy read per echo of the contiguous slab that holds every annotation.
-    slabs = [np.asarray(img.dataobj[:, :, k0:k1 + 1], dtype=np.float32) for img in imgs]
+    # One read per echo of the contiguous slab that holds every annotation.
+    slabs = [_read_slab(img, path, k0, k1, participant_id) for img, (path, _) in zip(imgs, inputs)]
     pe = _PE_AXES.get(metas[0].get("PhaseEncodingDirection"))
     if pe is None:
         phase = imgs[0].header.get_dim_info()[1]

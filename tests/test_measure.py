@@ -462,3 +462,21 @@ def test_caliper_rule_roi_is_the_literal_rule(measured):
     # exact calipers on a straight layer: both rules give the same intensity
     assert np.allclose(lit.intensity, tab.intensity, rtol=2e-3)
     assert np.allclose(lit.roi_area_mm2, 4.0, rtol=2e-3)
+
+
+def test_truncated_image_is_a_data_error_naming_participant(tmp_path):
+    """A gzip cut short fails that participant with one clear problem, not a traceback."""
+    import gzip as _gzip
+
+    from m1lib import synth
+    from m1lib.dataset import find_images
+
+    root = synth.generate(tmp_path / "r", seed=3, n_als=2, n_hs=2)
+    pid = "sub-ALS01"
+    echoes = find_images(root, pid)
+    raw = _gzip.decompress(echoes[1].read_bytes())
+    echoes[1].write_bytes(_gzip.compress(raw[: len(raw) // 3], mtime=0))
+    ann = root / "derivatives" / "annotations" / f"{pid}_desc-m1_markups.mrk.json"
+    table, failures = M.measure_dataset({pid: echoes}, {pid: ann}, jobs=1)
+    assert table.empty and failures["kind"].tolist() == ["data"]
+    assert pid in failures["reason"].iloc[0] and "image" in failures["reason"].iloc[0]

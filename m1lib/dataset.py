@@ -66,9 +66,6 @@ class Dataset:
         """Participants not excluded."""
         return self.participants[~self.participants["excluded"]]
 
-    def needs_measuring(self) -> bool:
-        return self.measurements is None
-
 
 def _rel(path: Path, root: Path) -> str:
     try:

@@ -562,10 +562,7 @@ def _read_markups(path: Path):
 
 def _points(markup) -> np.ndarray:
     """A markup's control points in RAS mm (the reader has converted from LPS)."""
-    pts = getattr(markup, "points_ras", None)
-    if pts is None:
-        pts = markup.points
-    return np.asarray(pts, float).reshape(-1, 3)
+    return np.asarray(markup.points, float).reshape(-1, 3)
 
 
 _PE_AXES = {"i": 0, "i-": 0, "j": 1, "j-": 1}

@@ -54,6 +54,7 @@ from scipy import stats
 
 from m1lib import contract
 from m1lib.errors import DataError
+from m1lib.results import round_half_up
 
 DEFAULT_SEED = 20160301
 DEFAULT_N_ALS = 22
@@ -118,10 +119,6 @@ def _targets() -> dict:
 
 
 # ------------------------------------------------------------------- small helpers
-def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
-
-
 def scaled_count(count: int, of: int, n: int) -> int:
     """The paper's ``count`` of ``of`` scaled to a group of ``n`` (half rounds up).
 
@@ -130,7 +127,7 @@ def scaled_count(count: int, of: int, n: int) -> int:
     >>> scaled_count(12, 18, 18), scaled_count(12, 18, 3), scaled_count(4, 22, 4)
     (12, 2, 1)
     """
-    return max(0, min(n, _round_half_up(count * n / of)))
+    return max(0, min(n, int(round_half_up(count * n / of))))
 
 
 def _std_quantiles(dist, n: int, mean: float, sd: float) -> np.ndarray:

@@ -1,14 +1,16 @@
-"""Load a dataset that follows the data contract (``docs/data.md``) and check it.
+"""Load a dataset that follows the data contract (``docs/data.md``) and check it, once.
 
 :func:`validate` collects *every* problem (one :class:`~m1lib.errors.Problem` a
-line); :func:`load_dataset` raises them all at once as a
-:class:`~m1lib.errors.DataError`, or returns a :class:`Dataset` of tidy tables.
+line, repeated kinds folded into one line by :func:`~m1lib.errors.group_problems});
+:func:`load_dataset` raises them all at once as a :class:`~m1lib.errors.DataError`,
+or returns a :class:`Dataset`. Files are found by :mod:`m1lib.bids` (sessions,
+optional entities, ``.nii``/``.nii.gz``, sidecar inheritance, annotations flat or
+in the derivatives layout); the tables are checked by :mod:`m1lib.tables`.
+Nothing here writes: a read-only dataset validates.
 """
 from __future__ import annotations
 
 import gzip
-import json
-import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,22 +19,41 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from . import bids
 from . import contract as C
-from .errors import DataError, Problem
+from .errors import DataError, Problem, group_problems
 from .manifest import Manifest
+from .markups import read_markups
+from .tables import (ID, MISSING, check_measurements, check_participants, check_reads,  # noqa: F401
+                     read_tsv, rel)
 
-MISSING = "n/a"
-_ID = re.compile(r"^sub-[A-Za-z0-9]+$")
-_ECHO = re.compile(r"_echo-(\d+)_part-mag_MEGRE\.nii(\.gz)?$")
+_rel = rel  # the name other modules used
 
 
 @dataclass(frozen=True)
 class EchoImage:
-    """One echo of a participant's MEGRE acquisition."""
+    """One echo of a participant's MEGRE acquisition.
+
+    ``volume`` is the echo's index in the 4th dimension of a 4-D multi-echo file
+    (None: one file per echo). ``metadata`` is the merged sidecar (inheritance
+    principle) and ``sidecars`` the JSON files it came from, least specific first.
+    """
 
     echo: int
     path: Path
     echo_time_s: float
+    volume: int | None = None
+    metadata: dict = field(default_factory=dict, compare=False, repr=False)
+    sidecars: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """A participant's ROI label image and its ``dseg.tsv`` lookup (``index -> name``)."""
+
+    path: Path
+    lookup: Path
+    labels: tuple[tuple[int, str], ...]
 
 
 @dataclass
@@ -49,9 +70,14 @@ class Dataset:
     measurements : DataFrame or None
         Precomputed measurements when the dataset has them.
     images : dict
-        ``participant_id -> [EchoImage, ...]`` ordered by echo.
+        ``key -> [EchoImage, ...]`` ordered by echo. The key is the participant id,
+        or ``sub-<label>_ses-<label>`` when the manifest measures ``all`` sessions.
     annotations : dict
-        ``participant_id -> Path`` of the markups file.
+        ``key -> Path`` of the markups file.
+    label_maps : dict
+        ``key -> LabelMap`` for participants whose ROIs are drawn as a label image.
+    sessions : dict
+        ``key -> 'ses-<label>'`` (None when the dataset has no sessions).
     """
 
     manifest: Manifest
@@ -60,212 +86,28 @@ class Dataset:
     measurements: pd.DataFrame | None
     images: dict[str, list[EchoImage]] = field(default_factory=dict)
     annotations: dict[str, Path] = field(default_factory=dict)
+    label_maps: dict[str, LabelMap] = field(default_factory=dict)
+    sessions: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def analysed(self) -> pd.DataFrame:
         """Participants not excluded."""
         return self.participants[~self.participants["excluded"]]
 
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
+    def measure_inputs(self) -> dict:
+        """Keyword arguments of :func:`m1lib.measure.measure_dataset` for this dataset."""
+        return dict(images=self.images, annotations=self.annotations,
+                    label_maps=self.label_maps, sessions=self.sessions)
 
 
-def read_tsv(path: Path, root: Path, problems: list[Problem]) -> pd.DataFrame | None:
-    """Read a BIDS TSV as text (``n/a`` kept verbatim); None and a problem if unreadable."""
-    name = _rel(path, root)
-    if not path.is_file():
-        problems.append(Problem("file not found", file=name))
-        return None
-    try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        problems.append(Problem(f"not a readable tab-separated table: {str(exc).splitlines()[0]}",
-                                file=name))
-        return None
-    df.columns = [c.strip() for c in df.columns]
-    return df.apply(lambda s: s.str.strip())
+# ----------------------------------------------------------------------------- images
 
-
-def _number(value: str) -> float | None:
-    if value == MISSING or value == "":
-        return np.nan
-    try:
-        x = float(value)
-    except ValueError:
-        return None
-    return x if np.isfinite(x) else None
-
-
-def _require_columns(df, cols, name, problems) -> bool:
-    missing = [c for c in cols if c not in df.columns]
-    for c in missing:
-        problems.append(Problem("required column is missing", file=name, field=c))
-    return not missing
-
-
-def check_participants(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[Problem]]:
-    """Type and check ``participants.tsv`` (already read as text).
-
-    Returns the typed table (numbers as float, ``excluded`` as bool) and the problems.
-    """
-    problems: list[Problem] = []
-    base = ["participant_id", "group", "age", "sex", "excluded"]
-    if not _require_columns(df, base, name, problems):
-        return df, problems
-    out = df.copy()
-    numeric = [c for c in (*C.ALS_REQUIRED, *C.OPTIONAL_NUMERIC, "age") if c in df.columns]
-    values = {c: np.full(len(df), np.nan) for c in numeric}
-    excluded = np.zeros(len(df), dtype=bool)
-    seen: dict[str, int] = {}
-    for i, row in enumerate(df.itertuples(index=False)):
-        r = row._asdict()
-        line = i + 2
-        pid = r["participant_id"]
-        where = dict(file=name, line=line, participant=pid or None)
-        if not _ID.match(pid):
-            problems.append(Problem(f"invalid participant_id {pid!r} (expected 'sub-<alphanumeric label>')",
-                                    field="participant_id", **where))
-        if pid in seen:
-            problems.append(Problem(f"duplicate participant_id (first on line {seen[pid]})",
-                                    field="participant_id", **where))
-        else:
-            seen[pid] = line
-        if r["group"] not in C.GROUPS:
-            problems.append(Problem(f"group {r['group']!r} is not one of {', '.join(C.GROUPS)}",
-                                    field="group", **where))
-        if r["sex"] not in C.SEXES:
-            problems.append(Problem(f"sex {r['sex']!r} is not one of {', '.join(C.SEXES)}",
-                                    field="sex", **where))
-        ex = r["excluded"].lower()
-        if ex not in ("true", "false"):
-            problems.append(Problem(f"excluded {r['excluded']!r} is not 'true' or 'false'",
-                                    field="excluded", **where))
-        excluded[i] = ex == "true"
-        for c in numeric:
-            x = _number(r[c])
-            if x is None:
-                problems.append(Problem(f"not a number: {r[c]!r}", field=c, **where))
-                continue
-            values[c][i] = x
-            lo_hi = C.RANGES.get(c)
-            if lo_hi and not np.isnan(x) and not (lo_hi[0] <= x <= lo_hi[1]):
-                problems.append(Problem(f"{x:g} is out of range (expected {lo_hi[0]:g}-{lo_hi[1]:g})",
-                                        field=c, **where))
-        if r["group"] == "ALS" and not excluded[i]:
-            for c in C.ALS_REQUIRED:
-                if c not in df.columns:
-                    continue  # reported once as a missing column below
-                if r[c] in (MISSING, ""):
-                    problems.append(Problem("missing; required for every analysed ALS participant",
-                                            field=c, **where))
-            dd = values.get("disease_duration_months")
-            if dd is not None and not np.isnan(dd[i]) and dd[i] <= 0:
-                problems.append(Problem(f"disease duration {dd[i]:g} must be > 0 months "
-                                        "(DPR = (48 - ALSFRS-R) / duration is undefined)",
-                                        field="disease_duration_months", **where))
-    if (df["group"] == "ALS").any():
-        for c in C.ALS_REQUIRED:
-            if c not in df.columns:
-                problems.append(Problem("required column is missing (needed for ALS participants)",
-                                        file=name, field=c))
-    for c in numeric:
-        out[c] = values[c]
-    out["excluded"] = excluded
-    if "exclusion_reason" in out.columns:
-        out["exclusion_reason"] = out["exclusion_reason"].replace({MISSING: ""})
-    return C.with_derived(out) if not any(c not in out for c in C.ALS_REQUIRED) else out, problems
-
-
-def check_reads(reads: pd.DataFrame, participants: pd.DataFrame, name: str) -> list[Problem]:
-    """Check ``visual_reads.tsv`` against the participants."""
-    problems: list[Problem] = []
-    if not _require_columns(reads, ["participant_id", "reader", "call"], name, problems):
-        return problems
-    known = set(participants["participant_id"])
-    seen = {}
-    for i, r in enumerate(reads.itertuples(index=False)):
-        where = dict(file=name, line=i + 2, participant=r.participant_id)
-        if r.participant_id not in known:
-            problems.append(Problem("read for a participant not in participants.tsv",
-                                    field="participant_id", **where))
-        if r.call not in C.CALLS:
-            problems.append(Problem(f"call {r.call!r} is not one of {', '.join(C.CALLS)}",
-                                    field="call", **where))
-        if not r.reader:
-            problems.append(Problem("empty reader", field="reader", **where))
-        key = (r.participant_id, r.reader)
-        if key in seen:
-            problems.append(Problem(f"second read by {r.reader} (first on line {seen[key]})",
-                                    field="reader", **where))
-        seen.setdefault(key, i + 2)
-    analysed = participants.loc[~participants["excluded"], "participant_id"]
-    for reader in sorted(set(reads["reader"]) - {""}):
-        done = set(reads.loc[reads["reader"] == reader, "participant_id"])
-        for pid in analysed:
-            if pid not in done:
-                problems.append(Problem(f"analysed participant has no read by {reader}",
-                                        file=name, participant=pid, field="reader"))
-    return problems
-
-
-def check_measurements(meas: pd.DataFrame, participants: pd.DataFrame,
-                       name: str) -> tuple[pd.DataFrame, list[Problem]]:
-    """Type and check a long measurement table."""
-    problems: list[Problem] = []
-    if not _require_columns(meas, [*C.MEASUREMENT_KEY, *C.MEASUREMENT_VALUES], name, problems):
-        return meas, problems
-    known = set(participants["participant_id"])
-    out = meas.copy()
-    vals = {c: np.full(len(meas), np.nan) for c in C.MEASUREMENT_VALUES}
-    seen = {}
-    for i, r in enumerate(meas.itertuples(index=False)):
-        where = dict(file=name, line=i + 2, participant=r.participant_id)
-        if r.participant_id not in known:
-            problems.append(Problem("measurement for a participant not in participants.tsv",
-                                    field="participant_id", **where))
-        if r.hemisphere not in C.HEMISPHERES:
-            problems.append(Problem(f"hemisphere {r.hemisphere!r} is not one of L, R",
-                                    field="hemisphere", **where))
-        if r.area not in C.AREAS:
-            problems.append(Problem(f"area {r.area!r} is not one of {', '.join(C.AREAS)}",
-                                    field="area", **where))
-        key = (r.participant_id, r.hemisphere, r.area)
-        if key in seen:
-            problems.append(Problem(f"duplicate row for {r.hemisphere} {r.area} (first on line {seen[key]})",
-                                    field="area", **where))
-        seen.setdefault(key, i + 2)
-        for c in C.MEASUREMENT_VALUES:
-            x = _number(getattr(r, c))
-            if x is None:
-                problems.append(Problem(f"not a number: {getattr(r, c)!r}", field=c, **where))
-            else:
-                vals[c][i] = x
-        if vals["thickness_mm"][i] <= 0:
-            problems.append(Problem(f"thickness {vals['thickness_mm'][i]:g} mm must be > 0",
-                                    field="thickness_mm", **where))
-    for c in C.MEASUREMENT_VALUES:
-        out[c] = vals[c]
-    extra = [c for c in out.columns if c not in (*C.MEASUREMENT_KEY, *C.MEASUREMENT_VALUES)]
-    for c in extra:  # keep extra numeric columns numeric (e.g. r2star_s)
-        num = pd.to_numeric(out[c].replace({MISSING: np.nan}), errors="coerce")
-        if num.notna().sum() == (out[c] != MISSING).sum():
-            out[c] = num
-    return out, problems
-
-
-def find_images(root: Path, pid: str) -> list[Path]:
-    """The MEGRE magnitude echoes of ``pid`` (sorted by echo number)."""
-    anat = root / pid / "anat"
-    files = [p for p in anat.glob(f"{pid}_echo-*_part-mag_MEGRE.nii*") if _ECHO.search(p.name)]
-    return sorted(files, key=lambda p: int(_ECHO.search(p.name).group(1)))
-
-
-def _sidecar(img: Path) -> Path:
-    return img.with_name(re.sub(r"\.nii(\.gz)?$", ".json", img.name))
+def find_images(root: Path, pid: str, session: str | None = None, entities=None) -> list[Path]:
+    """The MEGRE magnitude files of ``pid``'s one series (sorted by echo); [] if none or several."""
+    series, _ = bids.megre_series(Path(root), pid, session, entities or {})
+    if len(series) != 1:
+        return []
+    return [f for _, f in sorted(series[0].files, key=lambda nf: int(nf[0].entities.get("echo", 0)))]
 
 
 def check_nifti(path: Path, name: str, pid: str, full: bool = True) -> list[Problem]:
@@ -292,68 +134,147 @@ def check_nifti(path: Path, name: str, pid: str, full: bool = True) -> list[Prob
             if n < need:
                 raise EOFError(f"{n} bytes, header needs {need}")
         else:
-            np.asarray(img.dataobj[..., -1])
+            np.asarray(img.dataobj[(slice(None),) * 2 + (-1,) * (len(shape) - 2)])
     except (EOFError, OSError, zlib.error, ValueError) as exc:
         return [Problem(f"truncated or corrupt NIfTI data ({exc})", **where)]
     return []
 
 
-def check_images(root: Path, pid: str, full: bool, intensity_echo: int) -> tuple[list[EchoImage], list[Problem]]:
-    """Find and check a participant's echoes and their sidecars."""
+def _echo_time(te, sname: str, pid: str) -> tuple[float, list[Problem]]:
+    where = dict(file=sname, participant=pid, field="EchoTime")
+    if not isinstance(te, (int, float)) or isinstance(te, bool) or not np.isfinite(te) or te <= 0:
+        return np.nan, [Problem(f"EchoTime {te!r} is not a positive number of seconds", **where)]
+    if te > 1:
+        return np.nan, [Problem(f"EchoTime {te:g} looks like milliseconds; BIDS wants seconds "
+                                f"(e.g. {te / 1000:g})", **where)]
+    return float(te), []
+
+
+def _expected_name(root, pid, session) -> str:
+    anat = rel(bids.anat_folder(root, pid, session), root)
+    ses = f"_{session}" if session else ""
+    return f"{anat}/{pid}{ses}[_acq-<label>]_echo-<n>[_part-mag]_MEGRE.nii[.gz]"
+
+
+def check_images(root: Path, pid: str, full: bool, intensity_echo: int, *, session: str | None = None,
+                 entities=None) -> tuple[list[EchoImage], list[Problem]]:
+    """Find and check a participant's echoes and their (inherited) sidecars."""
+    root = Path(root)
+    where = dict(file=rel(bids.anat_folder(root, pid, session), root), participant=pid)
+    series, other = bids.megre_series(root, pid, session, entities or {})
+    if not series:
+        hint = (f"; found {', '.join(sorted(f.name for f in other)[:3])}, which the manifest's "
+                "files.entities or the part/session entities exclude") if other else ""
+        return [], [Problem(f"no image: expected {_expected_name(root, pid, session)}{hint}",
+                            field="image", **where)]
+    if len(series) > 1:
+        return [], [Problem(f"{len(series)} MEGRE series ({', '.join(s.label() for s in series)}); "
+                            "choose one with `files.entities` in the manifest (e.g. "
+                            f"{{{series[0].key[0][0]}: {series[0].key[0][1]}}})", field="image", **where)]
+    files = series[0].files
+    with_echo = [(int(n.entities["echo"]), f) for n, f in files if "echo" in n.entities]
+    if with_echo and len(with_echo) != len(files):
+        return [], [Problem("some MEGRE files have an echo entity and some do not", field="echo", **where)]
     problems: list[Problem] = []
-    files = find_images(root, pid)
-    if not files:
-        return [], [Problem(f"no image: expected {pid}/anat/{pid}_echo-<n>_part-mag_MEGRE.nii.gz",
-                            file=f"{pid}/anat", participant=pid, field="image")]
-    echoes = []
-    for f in files:
-        name = _rel(f, root)
-        problems += check_nifti(f, name, pid, full=full)
-        side = _sidecar(f)
-        sname = _rel(side, root)
-        te = np.nan
-        if not side.is_file():
-            problems.append(Problem("JSON sidecar not found", file=sname, participant=pid, field="EchoTime"))
-        else:
-            try:
-                meta = json.loads(side.read_text(encoding="utf-8"))
-                te = meta["EchoTime"]
-                if not isinstance(te, (int, float)) or isinstance(te, bool) or not np.isfinite(te) or te <= 0:
-                    problems.append(Problem(f"EchoTime {te!r} is not a positive number of seconds",
-                                            file=sname, participant=pid, field="EchoTime"))
-                    te = np.nan
-                elif te > 1:
-                    problems.append(Problem(f"EchoTime {te:g} looks like milliseconds; BIDS wants seconds "
-                                            f"(e.g. {te / 1000:g})", file=sname, participant=pid, field="EchoTime"))
-                    te = np.nan
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                problems.append(Problem(f"not valid JSON: {exc}", file=sname, participant=pid, field="EchoTime"))
-            except (KeyError, TypeError):
-                problems.append(Problem("EchoTime is missing", file=sname, participant=pid, field="EchoTime"))
-        echoes.append(EchoImage(int(_ECHO.search(f.name).group(1)), f, float(te)))
+    echoes: list[EchoImage] = []
+    if with_echo:
+        nums = [e for e, _ in with_echo]
+        dup = sorted({e for e in nums if nums.count(e) > 1})
+        if dup:
+            return [], [Problem(f"echo {dup[0]} is stored twice (e.g. both .nii and .nii.gz)",
+                                field="echo", **where)]
+        for e, f in sorted(with_echo):
+            problems += check_nifti(f, rel(f, root), pid, full=full)
+            meta, chain, p = bids.merged_sidecar(f, root)
+            problems += _tag(p, pid)
+            te, p = _sidecar_echo_time(meta, chain, f, root, pid)
+            problems += p
+            echoes.append(EchoImage(e, f, te, None, meta, tuple(chain)))
+    else:
+        echoes, p = _four_d_echoes(files[0][1], root, pid, full)
+        problems += p
     tes = [e.echo_time_s for e in echoes]
-    if len(echoes) < max(2, intensity_echo):
+    if len(echoes) < max(2, intensity_echo) and not problems:
         problems.append(Problem(f"{len(echoes)} echo(es) found; need at least {max(2, intensity_echo)} "
-                                "(two for R2*, and the intensity echo)", file=f"{pid}/anat",
-                                participant=pid, field="echo"))
+                                "(two for R2*, and the intensity echo)", field="echo", **where))
     elif not np.isnan(tes).any() and any(b <= a for a, b in zip(tes, tes[1:])):
         problems.append(Problem(f"echo times {tes} do not increase with the echo number",
-                                file=f"{pid}/anat", participant=pid, field="EchoTime"))
+                                field="EchoTime", **where))
     return echoes, problems
 
 
-def annotation_path(manifest: Manifest, pid: str) -> Path:
-    return manifest.file("annotations") / f"{pid}_desc-m1_markups.mrk.json"
+def _tag(problems, pid):
+    return [Problem(p.message, file=p.file, line=p.line, participant=pid, field=p.field or "sidecar")
+            for p in problems]
+
+
+def _sidecar_echo_time(meta, chain, image: Path, root: Path, pid: str):
+    twin = image.with_name(image.name.split(".nii")[0] + ".json")
+    sname = rel(chain[-1] if chain else twin, root)
+    if not chain:
+        return np.nan, [Problem("JSON sidecar not found (none beside the image nor inherited from "
+                                "a folder above)", file=rel(twin, root), participant=pid, field="EchoTime")]
+    if "EchoTime" not in meta:
+        return np.nan, [Problem("EchoTime is missing", file=sname, participant=pid, field="EchoTime")]
+    return _echo_time(meta["EchoTime"], sname, pid)
+
+
+def _four_d_echoes(path: Path, root: Path, pid: str, full: bool):
+    """A 4-D multi-echo file: echoes along the 4th axis, ``EchoTime`` a list in the sidecar."""
+    name = rel(path, root)
+    problems = check_nifti(path, name, pid, full=full)
+    if problems:
+        return [], problems
+    shape = nib.load(str(path)).shape
+    meta, chain, p = bids.merged_sidecar(path, root)
+    problems += _tag(p, pid)
+    tes = meta.get("EchoTime")
+    sname = rel(chain[-1], root) if chain else name
+    if len(shape) != 4:
+        return [], [Problem(f"a MEGRE file without an echo entity must be 4-D (echoes along the 4th "
+                            f"axis); got shape {shape}", file=name, participant=pid, field="echo")]
+    if not isinstance(tes, list) or len(tes) != shape[3]:
+        return [], [Problem(f"EchoTime must list one time per volume ({shape[3]}) for a 4-D "
+                            f"multi-echo file; got {tes!r}", file=sname, participant=pid, field="EchoTime")]
+    echoes = []
+    for v, te in enumerate(tes):
+        t, p = _echo_time(te, sname, pid)
+        problems += p
+        echoes.append(EchoImage(v + 1, path, t, v, meta, tuple(chain)))
+    return echoes, problems
+
+
+# ----------------------------------------------------------------------------- annotations
+
+def annotation_path(manifest: Manifest, pid: str, session: str | None = None) -> Path:
+    """The participant's markups file: the one found (flat or derivatives layout), else
+    where a new one goes (``<annotations>/<pid>[_<ses>]_desc-m1_markups.mrk.json``)."""
+    found = _markups_candidates(manifest, pid, session)
+    if len(found) == 1:
+        return found[0]
+    ses = f"_{session}" if session else ""
+    return manifest.file("annotations") / f"{pid}{ses}_desc-m1_markups.mrk.json"
+
+
+def _markups_candidates(manifest, pid, session, single_session: bool = True):
+    folder = manifest.file("annotations")
+    found = bids.annotation_candidates(folder, pid, session, bids.MARKUPS_SUFFIX, (bids.MARKUPS_EXT,))
+    if not found and session and single_session:
+        # a one-session dataset whose annotations do not name the session
+        found = bids.annotation_candidates(folder, pid, None, bids.MARKUPS_SUFFIX, (bids.MARKUPS_EXT,))
+    return found
 
 
 def required_labels(areas) -> list[str]:
     return [f"{h}_{a}" for h in C.HEMISPHERES for a in areas] + [C.REFERENCE_LABEL]
 
 
-def check_annotation(path: Path, name: str, pid: str, areas) -> list[Problem]:
-    """Check a participant's markups file opens and has every required label."""
-    from .markups import read_markups  # markups owns the Slicer format
+def check_annotation(path: Path, name: str, pid: str, areas, roi_labels=()) -> list[Problem]:
+    """Check a participant's markups file opens and has every required label.
 
+    ``roi_labels``: ROIs drawn elsewhere (a label image); a reference ROI there makes
+    the ``ref_precuneus`` point optional.
+    """
     if not path.is_file():
         return [Problem("annotation file not found", file=name, participant=pid, field="annotations")]
     try:
@@ -363,6 +284,8 @@ def check_annotation(path: Path, name: str, pid: str, areas) -> list[Problem]:
     problems = []
     for label in required_labels(areas):
         if label not in marks:
+            if label == C.REFERENCE_LABEL and (f"{label}_roi" in roi_labels or f"{label}_roi" in marks):
+                continue
             problems.append(Problem("required markup is missing", file=name, participant=pid, field=label))
             continue
         m = marks[label]
@@ -371,6 +294,85 @@ def check_annotation(path: Path, name: str, pid: str, areas) -> list[Problem]:
             problems.append(Problem(f"expected a {want[0]} with {want[1]} point(s), got a {m.type} with "
                                     f"{len(m.points)}", file=name, participant=pid, field=label))
     return problems
+
+
+def find_label_map(manifest: Manifest, pid: str, session: str | None,
+                   single_session: bool = True) -> tuple[LabelMap | None, list[Problem]]:
+    """The participant's ``*_dseg.nii[.gz]`` and its lookup table, if there is one."""
+    folder = manifest.file("annotations")
+    root = manifest.root
+    exts = tuple(bids.IMAGE_EXTENSIONS)
+    found = bids.annotation_candidates(folder, pid, session, bids.LABEL_SUFFIX, exts)
+    if not found and session and single_session:
+        found = bids.annotation_candidates(folder, pid, None, bids.LABEL_SUFFIX, exts)
+    if not found:
+        return None, []
+    where = dict(participant=pid, field="label map")
+    if len(found) > 1:
+        return None, [Problem(f"{len(found)} label images ({', '.join(f.name for f in found)}); "
+                              "keep one per participant and session", file=rel(folder, root), **where)]
+    path = found[0]
+    name = rel(path, root)
+    problems = check_nifti(path, name, pid, full=False)
+    twin = path.with_name(path.name.split(".nii")[0] + ".tsv")
+    chain, p = bids.inherited(twin, folder, bids.LABEL_SUFFIX, ".tsv")
+    problems += _tag(p, pid)
+    lookup = twin if twin.is_file() else (chain[-1] if chain else None)
+    if lookup is None:
+        return None, problems + [Problem(f"no dseg.tsv lookup table (expected {rel(twin, root)} or a "
+                                         f"dseg.tsv in {rel(folder, root)})", file=name, **where)]
+    labels, p = read_lookup(lookup, root, pid)
+    return (LabelMap(path, lookup, labels) if not (p or problems) else None), problems + p
+
+
+def read_lookup(path: Path, root: Path, pid: str | None = None) -> tuple[tuple[tuple[int, str], ...], list[Problem]]:
+    """Read a BIDS ``dseg.tsv`` (columns ``index``, ``name``) into ``((index, name), ...)``."""
+    problems: list[Problem] = []
+    df = read_tsv(path, root, problems)
+    name = rel(path, root)
+    if df is None:
+        return (), problems
+    missing = [c for c in ("index", "name") if c not in df.columns]
+    if missing:
+        return (), [Problem(f"required column is missing (a dseg.tsv has index and name)", file=name,
+                            participant=pid, field=c) for c in missing]
+    out, seen = [], set()
+    for i, (idx, lab) in enumerate(zip(df["index"], df["name"])):
+        where = dict(file=name, line=i + 2, participant=pid)
+        if not idx.isdigit() or int(idx) == 0:
+            problems.append(Problem(f"index {idx!r} is not a positive integer (0 is background)",
+                                    field="index", **where))
+            continue
+        if lab in seen:
+            problems.append(Problem(f"name {lab!r} is used twice", field="name", **where))
+        seen.add(lab)
+        out.append((int(idx), lab))
+    return tuple(out), problems
+
+
+# ----------------------------------------------------------------------------- dataset
+
+def _acquisitions(manifest: Manifest, pid: str) -> tuple[list[str | None], list[Problem]]:
+    """The sessions of ``pid`` to measure, by the manifest's ``files.session``."""
+    root = manifest.root
+    have = bids.sessions_of(root, pid)
+    want = manifest.files.session
+    if want == "all":
+        return (have or [None]), []
+    if want is None:
+        if len(have) > 1:
+            return [], [Problem(f"{len(have)} sessions ({', '.join(have)}) and the manifest chooses "
+                                "none; set `files.session` to one of them, or to `all`",
+                                file=pid, participant=pid, field="session")]
+        return (have or [None]), []
+    if have and want not in have:
+        return [want], []  # reported as "no image" in that session
+    return [want] if have else [None], []
+
+
+def key_of(pid: str, session: str | None, all_sessions: bool) -> str:
+    """The key of one acquisition in :class:`Dataset` (``sub-X`` or ``sub-X_ses-Y``)."""
+    return f"{pid}_{session}" if all_sessions and session else pid
 
 
 def validate(manifest: Manifest, *, full: bool = True) -> tuple[Dataset | None, list[Problem]]:
@@ -387,51 +389,82 @@ def validate(manifest: Manifest, *, full: bool = True) -> tuple[Dataset | None, 
     dataset : Dataset or None
         None when the tables could not be read at all.
     problems : list of Problem
+        Repeated kinds folded into one line each.
     """
+    ds, problems = _validate(manifest, full=full)
+    return ds, group_problems(problems)
+
+
+def _validate(manifest: Manifest, *, full: bool) -> tuple[Dataset | None, list[Problem]]:
+    bids.clear_cache()
     root = manifest.root
     problems: list[Problem] = []
     if not root.is_dir():
         return None, [Problem("dataset folder not found", file=str(root), field="dataset")]
-    pname = manifest.files.participants
+    files, s = manifest.files, manifest.settings
     raw = read_tsv(manifest.file("participants"), root, problems)
     if raw is None:
         return None, problems
-    participants, p = check_participants(raw, pname)
+    participants, p = check_participants(raw, files.participants, missing_values=files.missing_values,
+                                         patient_group=s.patient_group,
+                                         comparison_groups=s.comparison_groups)
     problems += p
     if "participant_id" not in participants.columns or "excluded" not in participants.columns:
         return None, problems
     reads = read_tsv(manifest.file("visual_reads"), root, problems)
     if reads is not None:
-        problems += check_reads(reads, participants, manifest.files.visual_reads)
+        problems += check_reads(reads, participants, files.visual_reads)
     measurements = None
     mpath = manifest.file("measurements")
     if mpath.is_file():
         mraw = read_tsv(mpath, root, problems)
         if mraw is not None:
-            measurements, p = check_measurements(mraw, participants, manifest.files.measurements)
+            measurements, p = check_measurements(mraw, participants, files.measurements,
+                                                 missing_values=files.missing_values)
             problems += p
     ds = Dataset(manifest, participants, reads if reads is not None else pd.DataFrame(
         columns=["participant_id", "reader", "call"]), measurements)
     if measurements is None:
-        areas = manifest.settings.areas
         for pid, excluded in zip(participants["participant_id"], participants["excluded"]):
-            if not _ID.match(str(pid)):
-                continue
-            if excluded and not find_images(root, pid):
-                continue
-            echoes, p = check_images(root, pid, full, manifest.settings.intensity_echo)
-            apath = annotation_path(manifest, pid)
-            p += check_annotation(apath, _rel(apath, root), pid, areas)
-            if excluded:
-                # Excluded participants are measured only for the motion QC (the
-                # analyses leave them out); their files are optional, so a problem
-                # there keeps them out of the QC instead of stopping the run.
-                if not p:
-                    ds.images[pid], ds.annotations[pid] = echoes, apath
-                continue
-            problems += p
-            ds.images[pid], ds.annotations[pid] = echoes, apath
+            if ID.match(str(pid)):
+                problems += _check_participant_files(ds, pid, bool(excluded), full)
     return ds, problems
+
+
+def _check_participant_files(ds: Dataset, pid: str, excluded: bool, full: bool) -> list[Problem]:
+    manifest = ds.manifest
+    root, files, s = manifest.root, manifest.files, manifest.settings
+    sessions, problems = _acquisitions(manifest, pid)
+    if excluded and (problems or not any(find_images(root, pid, ses, files.entities) for ses in sessions)):
+        return []
+    single = len(bids.sessions_of(root, pid)) <= 1
+    for ses in sessions:
+        echoes, p = check_images(root, pid, full, s.intensity_echo, session=ses, entities=files.entities)
+        lmap, lp = find_label_map(manifest, pid, ses, single)
+        p += lp
+        cands = _markups_candidates(manifest, pid, ses, single)
+        if len(cands) > 1:
+            p.append(Problem(f"{len(cands)} markups files ({', '.join(c.name for c in cands)}); keep one "
+                             "per participant and session", file=rel(manifest.file("annotations"), root),
+                             participant=pid, field="annotations"))
+            apath = cands[0]
+        else:
+            apath = annotation_path(manifest, pid, ses)
+            p += check_annotation(apath, rel(apath, root), pid, s.areas,
+                                  [n for _, n in lmap.labels] if lmap else ())
+        key = key_of(pid, ses, files.session == "all")
+        if excluded:
+            # Excluded participants are measured only for the motion QC (the
+            # analyses leave them out); their files are optional, so a problem
+            # there keeps them out of the QC instead of stopping the run.
+            if p:
+                continue
+        else:
+            problems += p
+        ds.images[key], ds.annotations[key], ds.sessions[key] = echoes, apath, ses
+        if lmap is not None:
+            ds.label_maps[key] = lmap
+    return problems
 
 
 def load_dataset(manifest: Manifest, *, full: bool = False) -> Dataset:

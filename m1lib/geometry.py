@@ -7,8 +7,12 @@ otherwise the image is refused, since one of them misplaces the annotations.
 An image with neither code set has no known orientation and is refused too.
 Voxel sizes are the column norms of the affine, never ``pixdim``.
 
-A 2D multi-slice acquisition is measured in its acquisition plane: the first two
-voxel axes span the plane, the third is the slice axis (``docs/data.md``). Each
+A 2D multi-slice acquisition is measured in its acquisition plane. The slice axis
+comes from the header: the sidecar's ``SliceEncodingDirection`` when given, else the
+NIfTI ``dim_info`` slice field, else the third voxel axis (:func:`slice_axis_of`).
+A :class:`Geometry` works in *acquisition order*: its affine's columns are the two
+in-plane voxel axes (in file order) and then the slice axis, and ``axes`` says which
+file axes they are, so every function below sees the slice axis third. Each
 annotation point is assigned to the slice whose centre is nearest along the slice
 axis; a point farther than half a slice thickness from that centre, or outside the
 field of view in the plane, is a :class:`~m1lib.errors.DataError`. Inside a slice,
@@ -21,12 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, Problem
 
 __all__ = [
     "Geometry", "SlicePlane", "image_geometry", "lps_to_ras", "assign_slice",
-    "affine_disagreement_mm",
+    "affine_disagreement_mm", "slice_axis_of", "check_orientation",
 ]
+
+_AXIS = {"i": 0, "j": 1, "k": 2}
 
 
 def lps_to_ras(points) -> np.ndarray:
@@ -72,17 +78,20 @@ class Geometry:
     affine : (4, 4) array
         Voxel index -> RAS+ mm.
     shape : tuple of int
-        Spatial shape (i, j, k); k is the slice axis of a 2D acquisition.
+        Spatial shape in acquisition order (in-plane a, in-plane b, slice).
     source : str
         ``'sform'`` or ``'qform'``: which header affine this is.
     disagreement_mm : float
         Largest corner distance between sform and qform when both are set, else NaN.
+    axes : tuple of int
+        The file's voxel axes in acquisition order (``(0, 1, 2)``: slices along k).
     """
 
     affine: np.ndarray
     shape: tuple[int, int, int]
     source: str
     disagreement_mm: float = float("nan")
+    axes: tuple[int, int, int] = (0, 1, 2)
 
     @property
     def voxel_sizes(self) -> np.ndarray:
@@ -168,8 +177,33 @@ class SlicePlane:
         return np.all((ij >= -0.5 - margin) & (ij <= hi + margin), axis=1)
 
 
+def slice_axis_of(header, metadata=None) -> tuple[int, str]:
+    """The voxel axis slices were acquired along, and where that was read.
+
+    ``SliceEncodingDirection`` (BIDS sidecar: ``i``, ``j``, ``k``, optionally with
+    ``-``) wins; else the NIfTI header's ``dim_info`` slice field; else axis 2.
+
+    Examples
+    --------
+    >>> import nibabel as nib
+    >>> h = nib.Nifti1Header(); h.set_dim_info(slice=0)
+    >>> slice_axis_of(h), slice_axis_of(h, {"SliceEncodingDirection": "k-"})
+    ((0, 'dim_info'), (2, 'SliceEncodingDirection'))
+    """
+    sed = (metadata or {}).get("SliceEncodingDirection")
+    if isinstance(sed, str) and sed.rstrip("-") in _AXIS:
+        return _AXIS[sed.rstrip("-")], "SliceEncodingDirection"
+    try:
+        s = header.get_dim_info()[2]
+    except Exception:  # headers without dim_info (NIfTI-2 converted, Analyze)
+        s = None
+    if s in (0, 1, 2):
+        return int(s), "dim_info"
+    return 2, "default"
+
+
 def image_geometry(img, *, tol_mm: float = 0.01, participant: str | None = None,
-                   file=None) -> Geometry:
+                   file=None, slice_axis: int = 2, volume: int | None = None) -> Geometry:
     """The geometry of a NIfTI image, choosing the affine by the policy above.
 
     Parameters
@@ -181,6 +215,10 @@ def image_geometry(img, *, tol_mm: float = 0.01, participant: str | None = None,
         any corner of the field of view when both are set.
     participant, file : optional
         Named in the error message.
+    slice_axis : int
+        The file's voxel axis of the slices (:func:`slice_axis_of`).
+    volume : int, optional
+        For a 4-D multi-echo file, the echo's volume (the image must then be 4-D).
 
     Returns
     -------
@@ -202,9 +240,9 @@ def image_geometry(img, *, tol_mm: float = 0.01, participant: str | None = None,
     """
     hdr = img.header
     shape = tuple(int(s) for s in img.shape[:3])
-    if len(img.shape) != 3:
-        raise DataError(f"image has shape {img.shape} (expected a 3D slab, one echo per file)",
-                        file=file, participant=participant)
+    if len(img.shape) != (3 if volume is None else 4):
+        raise DataError(f"image has shape {img.shape} (expected 3D, one echo per file, or 4-D "
+                        "with echoes along the 4th axis)", file=file, participant=participant)
     sform, scode = hdr.get_sform(coded=True)
     qform, qcode = hdr.get_qform(coded=True)
     scode, qcode = int(scode or 0), int(qcode or 0)
@@ -228,7 +266,10 @@ def image_geometry(img, *, tol_mm: float = 0.01, participant: str | None = None,
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise DataError("the affine is singular or not finite", file=file,
                         participant=participant, field="affine")
-    return Geometry(affine, shape, source, float(dis))
+    axes = tuple(a for a in range(3) if a != slice_axis) + (int(slice_axis),)
+    perm = np.eye(4)
+    perm[:3, :3] = np.eye(3)[:, list(axes)]
+    return Geometry(affine @ perm, tuple(shape[a] for a in axes), source, float(dis), axes)
 
 
 def assign_slice(geom: Geometry, ras, *, slice_thickness_mm: float | None = None,
@@ -300,3 +341,75 @@ def assign_slice(geom: Geometry, ras, *, slice_thickness_mm: float | None = None
             f"point {n + 1} at RAS {np.round(ras[n], 3).tolist()} is outside the image "
             f"(voxel {np.round(ijk[n], 2).tolist()}, grid {list(geom.shape)})", **where)
     return k, ij
+
+
+def _inside_fov(geom: Geometry, ras) -> np.ndarray:
+    ijk = geom.world_to_voxel(ras)
+    hi = np.asarray(geom.shape, dtype=float) - 0.5
+    return np.all((ijk >= -0.5) & (ijk <= hi), axis=1)
+
+
+_MIXUP = ("the markups were probably written in LPS but declared RAS, or the reverse (an LPS/RAS "
+          "mix-up negates x and y; Slicer writes LPS): check each markup's coordinateSystem")
+
+
+def check_orientation(geom: Geometry, points: dict, areas, *, reference: str = "ref_precuneus",
+                      participant: str | None = None, file=None) -> list:
+    """Check annotations against the image's world coordinates (RAS+ mm).
+
+    Parameters
+    ----------
+    geom : Geometry
+    points : dict
+        ``label -> (N, 3)`` RAS points (``L_hand``, ``R_hand``, ..., the reference).
+    areas : sequence of str
+        Penfield areas annotated in each hemisphere.
+
+    Returns
+    -------
+    list of Problem
+        Empty when: every ``L_<area>`` lies left (lower RAS x) of its ``R_<area>``;
+        the reference lies left of the brain's midline (the median of the L/R pairs'
+        mid-points in x: the annotations straddle it by construction); and the
+        annotations lie in the field of view. When they do not, and negating x and
+        y (LPS <-> RAS) would put them right, the problem says so.
+
+    Examples
+    --------
+    >>> g = Geometry(np.diag([1.0, 1.0, 1.0, 1.0]), (100, 100, 10), "sform")
+    >>> pts = {"L_hand": [[60.0, 50, 5]], "R_hand": [[30.0, 50, 5]], "ref_precuneus": [[44.0, 20, 5]]}
+    >>> "LPS" in str(check_orientation(g, pts, ["hand"])[0])
+    True
+    """
+
+    where = dict(participant=participant, file=file)
+    pts = {k: np.asarray(v, float).reshape(-1, 3) for k, v in points.items()}
+    out = []
+    allp = np.vstack(list(pts.values())) if pts else np.zeros((0, 3))
+    if len(allp):
+        inside = _inside_fov(geom, allp)
+        flipped = _inside_fov(geom, allp * np.array([-1.0, -1.0, 1.0]))
+        if inside.mean() < 0.5 and flipped.mean() > 0.5 and flipped.sum() > inside.sum():
+            return [Problem(f"{int((~inside).sum())} of {len(allp)} annotation points lie outside the "
+                            f"image, but all would lie inside with x and y negated: {_MIXUP}",
+                            field="coordinateSystem", **where)]
+    pairs = [(a, pts[f"L_{a}"][:, 0].mean(), pts[f"R_{a}"][:, 0].mean())
+             for a in areas if f"L_{a}" in pts and f"R_{a}" in pts]
+    swapped = [a for a, xl, xr in pairs if xl >= xr]
+    if pairs and len(swapped) == len(pairs):
+        return [Problem(f"every L_* annotation lies right of its R_* (RAS x, e.g. L_{pairs[0][0]} at "
+                        f"x={pairs[0][1]:.1f}, R_{pairs[0][0]} at x={pairs[0][2]:.1f} mm): {_MIXUP}; or "
+                        "the L_/R_ names were swapped", field="coordinateSystem", **where)]
+    for a in swapped:
+        xl, xr = next((xl, xr) for b, xl, xr in pairs if b == a)
+        out.append(Problem(f"L_{a} (x={xl:.1f} mm) lies right of R_{a} (x={xr:.1f} mm) in RAS; "
+                           "left-hemisphere annotations have the lower x: are the names swapped?",
+                           field=f"L_{a}", **where))
+    if pairs and reference in pts:
+        midline = float(np.median([(xl + xr) / 2 for _, xl, xr in pairs]))
+        xref = float(pts[reference][:, 0].mean())
+        if xref >= midline:
+            out.append(Problem(f"the reference lies right of the midline (RAS x={xref:.1f} mm, midline "
+                               f"x={midline:.1f} mm between the L/R annotations); it belongs in the "
+                               "left precuneus", field=reference, **where))
+    return out

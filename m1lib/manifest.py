@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -32,12 +32,42 @@ class ReplicaSpec(_Strict):
 
 
 class Files(_Strict):
-    """Paths of the contract's files, relative to the dataset root."""
+    """Paths of the contract's files, relative to the dataset root, and how to read them.
+
+    ``session``: the BIDS session to measure (``ses-01``), or ``all``; required when
+    a participant has several. ``entities``: BIDS entities that pick one MEGRE
+    series when there are several (``{acq: hires, run: 2}``). ``missing_values``:
+    cell values of the TSV files that mean "missing" besides BIDS's ``n/a``
+    (``[NA, N/A, ""]`` for a table saved by Excel or R).
+    """
 
     participants: str = "participants.tsv"
     visual_reads: str = "phenotype/visual_reads.tsv"
     measurements: str = "phenotype/m1_measurements.tsv"
     annotations: str = "derivatives/annotations"
+    session: Optional[Union[str, int]] = None
+    entities: dict[str, Union[str, int]] = {}
+    missing_values: tuple[str, ...] = ()
+
+    @field_validator("session")
+    @classmethod
+    def _session_label(cls, v):
+        if v is None or v == "all":
+            return v
+        v = str(v)
+        v = v if v.startswith("ses-") else f"ses-{v}"
+        if not v[4:].isalnum():
+            raise ValueError("expected 'ses-<alphanumeric label>' or 'all'")
+        return v
+
+    @field_validator("entities")
+    @classmethod
+    def _entities(cls, v):
+        bad = [k for k in v if k in ("sub", "ses", "echo") or not str(k).isalnum()]
+        if bad:
+            raise ValueError(f"entities {bad} cannot be chosen here (sub, ses and echo are not "
+                             "series choices; use files.session for the session)")
+        return {str(k): str(x) for k, x in v.items()}
 
 
 class Settings(_Strict):
@@ -49,6 +79,8 @@ class Settings(_Strict):
     alpha: float = Field(0.05, gt=0, lt=1)
     n_bootstrap: int = Field(10000, ge=100)
     seed: int = DEFAULT_SEED
+    patient_group: str = "ALS"
+    comparison_groups: tuple[str, ...] = ("HS",)
 
     @field_validator("areas")
     @classmethod
@@ -172,8 +204,8 @@ def load_manifest(path: str | Path = "data_manifest.yaml") -> Manifest:
     except ValidationError as err:
         problems += _problems_from_validation(err, path)
         raise DataError(problems) from None
-    for role, rel in manifest.files.model_dump().items():
-        problems += _check_inside(rel, role, path)
+    for role in ("participants", "visual_reads", "measurements", "annotations"):
+        problems += _check_inside(getattr(manifest.files, role), role, path)
     if problems:
         raise DataError(problems)
     return manifest

@@ -102,8 +102,13 @@ def _duplicate_id(root):
 
 
 def _bad_group(root):
-    set_cell(root / "participants.tsv", "sub-HS01", "group", "control")
-    return ["participants.tsv:5", "sub-HS01", "group", "'control'"]
+    set_cell(root / "participants.tsv", "sub-HS01", "group", "n/a")
+    return ["participants.tsv:5", "sub-HS01", "group", "missing"]
+
+
+def _no_comparison_group(root):
+    edit_tsv(root / "participants.tsv", lambda df: df.assign(group=df.group.replace({"HS": "control"})))
+    return ["participants.tsv", "group", "no analysed participant is in a comparison group", "control"]
 
 
 def _out_of_range(root):
@@ -199,7 +204,7 @@ def _echo_time_ms(root):
 
 
 CASES = [_missing_manifest, _bad_yaml, _misspelled_key, _absolute_file, _escaping_file, _missing_file,
-         _duplicate_id, _bad_group, _out_of_range, _not_a_number, _missing_clinical, _zero_duration,
+         _duplicate_id, _bad_group, _no_comparison_group, _out_of_range, _not_a_number, _missing_clinical, _zero_duration,
          _read_unknown, _unread, _bad_area, _bad_hemisphere, _duplicate_measurement, _no_image,
          _no_annotation, _missing_label, _unreadable_nifti, _truncated_nifti, _echo_time_ms]
 

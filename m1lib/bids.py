@@ -241,3 +241,15 @@ def annotation_candidates(folder: Path, pid: str, session: str | None, suffix: s
                     and n.entities.get("sub") == pid[4:] and n.entities.get("ses") == ses):
                 out.append(f)
     return out
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """``sub-X`` or ``sub-X_ses-Y`` (a dataset's acquisition key) -> (participant, session).
+
+    Examples
+    --------
+    >>> split_key("sub-01_ses-2"), split_key("sub-01")
+    (('sub-01', 'ses-2'), ('sub-01', None))
+    """
+    pid, _, ses = str(key).partition("_")
+    return pid, (ses or None)

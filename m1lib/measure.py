@@ -82,7 +82,6 @@ groups.)
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import traceback
@@ -98,9 +97,13 @@ from scipy import ndimage
 
 from . import contract as C
 from .errors import DataError, Problem
-from .geometry import (Geometry, SlicePlane, affine_disagreement_mm, assign_slice,
-                       image_geometry)
+from .acquisition import echo_inputs as _echo_inputs
+from .acquisition import labels as _labels
+from .acquisition import load as _load
+from .bids import split_key
+from .geometry import Geometry, SlicePlane
 from .profile import ProfileSettings, fit_profile, sample_profile
+from .roi import Polygon
 
 __all__ = [
     "MeasureSettings", "Ellipse", "caliper_oval", "layer_oval", "disc", "ellipse_from_points",
@@ -117,7 +120,7 @@ TABLE_COLUMNS: tuple[str, ...] = C.MEASUREMENT_KEY + C.MEASUREMENT_VALUES + (
     "r2star_s", "r2star_low_signal", "roi_mean", "roi_sd", "roi_area_mm2", "roi_n_voxels",
     "roi_source", "ref_mean", "ref_area_mm2", "slice", "snr_last_echo",
     "noise_sigma", "qc_sharpness_ratio", "qc_sharpness_relative", "qc_motion",
-    "affine_source",
+    "affine_source", "session",
 )
 FAILURE_COLUMNS = ("participant_id", "kind", "reason")
 
@@ -486,207 +489,11 @@ def sharpness_ratio(slices: np.ndarray, pe_axis: int, sigma: float, *,
     return float(e_pe / e_ro) if e_ro > 0 else float("nan")
 
 
-# ----------------------------------------------------------------------------- inputs
-
-def _echo_inputs(echoes) -> list[tuple[Path, float | None]]:
-    """Normalize echoes: EchoImage-like objects (.path, .echo_time_s) or paths."""
-    out = []
-    for e in echoes:
-        if hasattr(e, "path"):
-            out.append((Path(e.path), getattr(e, "echo_time_s", None)))
-        else:
-            out.append((Path(e), None))
-    return out
-
-
-def _sidecar(path: Path) -> Path:
-    name = path.name
-    stem = name[:-7] if name.endswith(".nii.gz") else name[:-4] if name.endswith(".nii") else name
-    return path.with_name(stem + ".json")
-
-
-def _read_sidecar(path: Path, participant: str) -> dict:
-    sc = _sidecar(path)
-    if not sc.is_file():
-        return {}
-    try:
-        return json.loads(sc.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"unreadable sidecar ({exc})", file=sc, participant=participant) from None
-
-
-def _echo_time(meta: dict, given, path: Path, participant: str) -> float:
-    te = given if given is not None else meta.get("EchoTime")
-    if te is None:
-        raise DataError("no EchoTime (the sidecar JSON must give it, in seconds)",
-                        file=_sidecar(path), participant=participant, field="EchoTime")
-    te = float(te)
-    if not (0 < te <= 1):
-        raise DataError(f"EchoTime {te:g} is not in seconds (expected 0 < TE <= 1 s)",
-                        file=_sidecar(path), participant=participant, field="EchoTime")
-    return te
-
-
-def _read_slab(img, path, k0: int, k1: int, participant_id: str) -> np.ndarray:
-    """Slices ``k0..k1`` of an image as float32, scaled as nibabel scales them.
-
-    A gzipped image is decompressed in one call by ISA-L (the ``isal`` package, 2-3 times
-    faster than zlib, which dominated the measurement's time) and handed to nibabel as
-    bytes, so header parsing, scaling and slicing stay nibabel's. Without ``isal``, or
-    for an uncompressed file, nibabel reads through its proxy.
-    """
-    if str(path).endswith(".gz"):
-        try:
-            from isal import igzip
-        except ImportError:  # pragma: no cover - isal is a dependency; keep working without it
-            igzip = None
-        if igzip is not None:
-            try:
-                raw = igzip.decompress(Path(path).read_bytes())
-            except (OSError, EOFError, ValueError) as exc:
-                raise DataError(f"cannot decompress image ({type(exc).__name__}: {exc})",
-                                file=path, participant=participant_id, field="image") from None
-            img = type(img).from_bytes(raw)
-    try:
-        return np.asarray(img.dataobj[:, :, k0:k1 + 1], dtype=np.float32)
-    except (OSError, EOFError, ValueError) as exc:  # truncated data
-        raise DataError(f"cannot read image data ({type(exc).__name__}: {exc})", file=path,
-                        participant=participant_id, field="image") from None
-
-
-def _read_markups(path: Path):
-    from .markups import read_markups  # the markups module owns the file format
-
-    return read_markups(path)
-
-
-def _points(markup) -> np.ndarray:
-    """A markup's control points in RAS mm (the reader has converted from LPS)."""
-    return np.asarray(markup.points, float).reshape(-1, 3)
-
-
-_PE_AXES = {"i": 0, "i-": 0, "j": 1, "j-": 1}
-
-
-# ----------------------------------------------------------------------------- participant
-
-@dataclass
-class _Annotation:
-    label: str
-    hemisphere: str | None
-    area: str | None
-    k: int
-    ij: np.ndarray          # points, in-plane voxel coordinates
-    roi_ij: np.ndarray | None = None
-
-
-def _labels(settings: MeasureSettings) -> list[tuple[str, str, str]]:
-    return [(f"{h}_{a}", h, a) for h in C.HEMISPHERES for a in settings.areas]
-
-
-def _load(participant_id, echoes, markups_path, settings: MeasureSettings):
-    """Read headers, markups and the needed slab; check everything against the contract."""
-    inputs = _echo_inputs(echoes)
-    if len(inputs) < 2:
-        raise DataError(f"{len(inputs)} echo image(s); two or more are needed (R2*)",
-                        participant=participant_id)
-    if not 1 <= settings.intensity_echo <= len(inputs):
-        raise DataError(f"intensity_echo {settings.intensity_echo} but only {len(inputs)} echoes",
-                        participant=participant_id, field="intensity_echo")
-    imgs, geoms, tes, metas = [], [], [], []
-    for path, te in inputs:
-        try:
-            img = nib.load(str(path))
-        except Exception as exc:  # nibabel raises many types for a bad file
-            raise DataError(f"cannot read image ({type(exc).__name__}: {exc})", file=path,
-                            participant=participant_id) from None
-        g = image_geometry(img, tol_mm=settings.affine_tol_mm, participant=participant_id,
-                           file=path)
-        meta = _read_sidecar(path, participant_id)
-        imgs.append(img)
-        geoms.append(g)
-        metas.append(meta)
-        tes.append(_echo_time(meta, te, path, participant_id))
-    g0 = geoms[0]
-    for (path, _), g in zip(inputs[1:], geoms[1:]):
-        if (g.shape != g0.shape
-                or affine_disagreement_mm(g.affine, g0.affine, g0.shape) > settings.affine_tol_mm):
-            raise DataError("echo images differ in grid (shape or affine) from echo 1", file=path,
-                            participant=participant_id)
-    if np.any(np.diff(tes) <= 0):
-        raise DataError(f"echo times {tes} are not increasing with the echo number",
-                        participant=participant_id, field="EchoTime")
-    thick = metas[0].get("SliceThickness")
-    thick = float(thick) if isinstance(thick, (int, float)) and thick > 0 else None
-
-    try:
-        if isinstance(markups_path, Mapping):  # edited in memory (m1lib.widgets)
-            marks, markups_path = dict(markups_path), "<edited markups>"
-        else:
-            marks = _read_markups(markups_path)
-    except DataError:
-        raise
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"cannot read markups ({exc})", file=markups_path,
-                        participant=participant_id) from None
-    problems: list[Problem] = []
-    anns: dict[str, _Annotation] = {}
-    wanted = [(lab, h, a) for lab, h, a in _labels(settings)] + [(C.REFERENCE_LABEL, None, None)]
-    for lab, h, a in wanted:
-        m = marks.get(lab)
-        if m is None:
-            problems.append(Problem("annotation missing", file=markups_path,
-                                    participant=participant_id, field=lab))
-            continue
-        pts = _points(m)
-        need = 1 if lab == C.REFERENCE_LABEL else 2
-        if len(pts) != need:
-            problems.append(Problem(f"{m.type} with {len(pts)} point(s) (expected {need})",
-                                    file=markups_path, participant=participant_id, field=lab))
-            continue
-        try:
-            k, ij = assign_slice(g0, pts, slice_thickness_mm=thick, participant=participant_id,
-                                 label=lab, file=markups_path)
-        except DataError as exc:
-            problems.extend(exc.problems)
-            continue
-        ann = _Annotation(lab, h, a, k, ij)
-        roi = marks.get(f"{lab}_roi")
-        if roi is not None:
-            rp = _points(roi)
-            try:
-                kr, rij = assign_slice(g0, rp, slice_thickness_mm=thick, participant=participant_id,
-                                       label=f"{lab}_roi", file=markups_path)
-            except DataError as exc:
-                problems.extend(exc.problems)
-                continue
-            if kr != k or len(rij) < 5:
-                problems.append(Problem(
-                    "explicit ROI must have at least 5 points in the annotation's slice "
-                    f"(has {len(rij)} in slice {kr}, annotation in slice {k})",
-                    file=markups_path, participant=participant_id, field=f"{lab}_roi"))
-                continue
-            ann.roi_ij = rij
-        anns[lab] = ann
-    if problems:
-        raise DataError(problems)
-    ks = sorted({a.k for a in anns.values()})
-    k0, k1 = ks[0], ks[-1]
-    # One read per echo of the contiguous slab that holds every annotation.
-    slabs = [_read_slab(img, path, k0, k1, participant_id) for img, (path, _) in zip(imgs, inputs)]
-    pe = _PE_AXES.get(metas[0].get("PhaseEncodingDirection"))
-    if pe is None:
-        phase = imgs[0].header.get_dim_info()[1]
-        pe = phase if phase in (0, 1) else None
-    return dict(geom=g0, tes=tes, slabs=slabs, k0=k0, anns=anns, pe_axis=pe,
-                thickness=thick, imgs=imgs)
-
-
 def _measure_loaded(participant_id, data, settings: MeasureSettings, keep_details=False):
     geom: Geometry = data["geom"]
-    slabs, k0, tes, anns = data["slabs"], data["k0"], data["tes"], data["anns"]
+    slabs, kpos, tes, anns = data["slabs"], data["kpos"], data["tes"], data["anns"]
     ie = settings.intensity_echo - 1
-    ks_used = sorted({a.k - k0 for a in anns.values()})
+    ks_used = sorted({kpos[a.k] for a in anns.values()})
     # three annotated slices (bottom, middle, top) are plenty for noise and QC
     ks_qc = sorted({ks_used[0], ks_used[len(ks_used) // 2], ks_used[-1]})
     qc_slices = slabs[0][:, :, ks_qc]
@@ -696,18 +503,21 @@ def _measure_loaded(participant_id, data, settings: MeasureSettings, keep_detail
              if pe_axis is not None else float("nan"))
     details = {}
 
-    def roi_measure(label: str, k: int, ellipse: Ellipse, plane: SlicePlane):
-        ii, jj, w, inside = roi_weights(ellipse, plane, settings.supersample)
+    def roi_measure(label: str, k: int, roi, plane: SlicePlane):
+        if isinstance(roi, Ellipse):
+            ii, jj, w, inside = roi_weights(roi, plane, settings.supersample)
+        else:  # a drawn polygon or a label image's region
+            ii, jj, w, inside = roi.weights(plane, settings.supersample)
         if not inside:
             raise DataError("ROI extends outside the image", participant=participant_id,
                             field=label)
-        stats = [weighted_stats(sl[ii, jj, k - k0], w) for sl in slabs]
+        stats = [weighted_stats(sl[ii, jj, kpos[k]], w) for sl in slabs]
         return stats, float(w.sum() * plane.pixel_area_mm2), int(len(w))
 
     ref = anns[C.REFERENCE_LABEL]
     ref_plane = geom.plane(ref.k)
-    if ref.roi_ij is not None:
-        ref_ell = ellipse_from_points(ref_plane.ij_to_uv(ref.roi_ij))
+    if ref.roi_type is not None:
+        ref_ell, _ = _explicit_roi(participant_id, C.REFERENCE_LABEL, ref, ref_plane)
     else:
         ref_ell = disc(ref_plane.ij_to_uv(ref.ij)[0], settings.roi_area_mm2)
     ref_stats, ref_area, _ = roi_measure(C.REFERENCE_LABEL, ref.k, ref_ell, ref_plane)
@@ -723,17 +533,12 @@ def _measure_loaded(participant_id, data, settings: MeasureSettings, keep_detail
         caliper_mm = float(np.hypot(*(uv[1] - uv[0])))
         if caliper_mm <= 0:
             raise DataError("caliper of zero length", participant=participant_id, field=lab)
-        imgs = [sl[:, :, ann.k - k0] for sl in slabs] if pe is None \
-            else [slabs[pe - 1][:, :, ann.k - k0]]
+        imgs = [sl[:, :, kpos[ann.k]] for sl in slabs] if pe is None \
+            else [slabs[pe - 1][:, :, kpos[ann.k]]]
         prof = sample_profile(imgs, plane, ann.ij[0], ann.ij[1], settings.profile)
         fit = fit_profile(prof, settings.profile)
-        if ann.roi_ij is not None:
-            try:
-                ell = ellipse_from_points(plane.ij_to_uv(ann.roi_ij))
-            except ValueError as exc:
-                raise DataError(f"explicit ROI: {exc}", participant=participant_id,
-                                field=f"{lab}_roi") from None
-            source = "markup"
+        if ann.roi_type is not None:
+            ell, source = _explicit_roi(participant_id, lab, ann, plane)
         elif settings.roi_centre == "profile" and fit.ok:
             # the fitted layer: centre between the fitted edges on the caliper line,
             # minor axis along the fitted normal
@@ -770,6 +575,21 @@ def _measure_loaded(participant_id, data, settings: MeasureSettings, keep_detail
     return (table, details) if keep_details else table
 
 
+def _explicit_roi(participant_id, lab, ann, plane: SlicePlane):
+    """A drawn ROI: a closed curve as drawn, a label image's voxels, or an ellipse fitted
+    to another markup's points (>= 5)."""
+    if ann.roi_type == "label_image":
+        return ann.roi_region, "label_image"
+    uv = plane.ij_to_uv(ann.roi_ij)
+    if ann.roi_type == "ClosedCurve":
+        return Polygon(uv), "closed_curve"
+    try:
+        return ellipse_from_points(uv), "markup_ellipse"
+    except ValueError as exc:
+        raise DataError(f"explicit ROI: {exc}", participant=participant_id,
+                        field=f"{lab}_roi") from None
+
+
 def _flag_motion(table: pd.DataFrame, settings: MeasureSettings, reference: float) -> pd.DataFrame:
     rel = table["qc_sharpness_ratio"].astype(float) / reference
     table["qc_sharpness_relative"] = rel
@@ -785,7 +605,8 @@ def cohort_motion_flags(table: pd.DataFrame, settings: MeasureSettings | None = 
     (isotropic anatomy). Returns a copy.
     """
     s = settings or MeasureSettings()
-    per = table.groupby("participant_id")["qc_sharpness_ratio"].first().astype(float)
+    keys = ["participant_id"] + (["session"] if "session" in table and table["session"].notna().any() else [])
+    per = table.groupby(keys)["qc_sharpness_ratio"].first().astype(float)
     per = per[np.isfinite(per)]
     reference = float(per.median()) if len(per) >= min_participants else 1.0
     return _flag_motion(table.copy(), s, reference)
@@ -800,8 +621,8 @@ def _settings(settings: MeasureSettings | None, **overrides) -> MeasureSettings:
 def measure_participant(participant_id: str, echoes: Sequence, markups_path, *,
                         settings: MeasureSettings | None = None, areas=None,
                         roi_area_mm2: float | None = None, intensity_echo: int | None = None,
-                        audit_path=None) -> pd.DataFrame:
-    """Measure one participant.
+                        audit_path=None, label_map=None, session: str | None = None) -> pd.DataFrame:
+    """Measure one participant (one session).
 
     Parameters
     ----------
@@ -817,6 +638,10 @@ def measure_participant(participant_id: str, echoes: Sequence, markups_path, *,
         ``areas``, ``roi_area_mm2`` and ``intensity_echo`` override its fields.
     audit_path : path, optional
         Also write the audit figure there (PNG).
+    label_map : m1lib.dataset.LabelMap, optional
+        ROIs drawn as a label image (``<label>_roi`` names in its lookup table).
+    session : str, optional
+        ``ses-<label>``, written to the ``session`` column.
 
     Returns
     -------
@@ -829,16 +654,16 @@ def measure_participant(participant_id: str, echoes: Sequence, markups_path, *,
         For any problem with the inputs (naming the participant and label).
     """
     s = _settings(settings, areas=areas, roi_area_mm2=roi_area_mm2, intensity_echo=intensity_echo)
-    data = _load(participant_id, echoes, Path(markups_path), s)
+    data = _load(participant_id, echoes, Path(markups_path), s, label_map)
     if audit_path is None:
-        return _measure_loaded(participant_id, data, s)
+        return _measure_loaded(participant_id, data, s).assign(session=session)
     table, details = _measure_loaded(participant_id, data, s, keep_details=True)
     _draw_audit(participant_id, data, table, details, s, Path(audit_path))
-    return table
+    return table.assign(session=session)
 
 
 def participant_details(participant_id: str, echoes: Sequence, markups, *,
-                        settings: MeasureSettings | None = None, **overrides):
+                        settings: MeasureSettings | None = None, label_map=None, **overrides):
     """Measure one participant and keep what was drawn: per label, the slice, plane,
     ROI ellipse, caliper points, sampled profile and edge fit.
 
@@ -863,37 +688,42 @@ def participant_details(participant_id: str, echoes: Sequence, markups, *,
     """
     s = _settings(settings, **overrides)
     src = markups if isinstance(markups, Mapping) else Path(markups)
-    data = _load(participant_id, echoes, src, s)
+    data = _load(participant_id, echoes, src, s, label_map)
     return _measure_loaded(participant_id, data, s, keep_details=True)
 
 
-def _safe_measure(participant_id, echoes, markups_path, settings, audit_path):
+def _safe_measure(participant_id, echoes, markups_path, settings, audit_path, label_map=None,
+                  session=None):
     """Worker: never raises, so one participant cannot stop the batch."""
+    ses = f"{session}: " if session else ""
     try:
         return measure_participant(participant_id, echoes, markups_path, settings=settings,
-                                   audit_path=audit_path), None
+                                   audit_path=audit_path, label_map=label_map, session=session), None
     except DataError as exc:
-        return None, (participant_id, "data", " | ".join(str(p) for p in exc.problems))
+        return None, (participant_id, "data", ses + " | ".join(str(p) for p in exc.problems))
     except Exception as exc:  # a bug: keep where it happened for the failures table
         last = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{Path(last.filename).name}:{last.lineno} in {last.name}"
-        return None, (participant_id, "error", f"{type(exc).__name__}: {exc} (at {where})")
+        return None, (participant_id, "error", f"{ses}{type(exc).__name__}: {exc} (at {where})")
 
 
 def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, object], *,
                     executor: Executor | None = None, jobs: int | None = None,
                     settings: MeasureSettings | None = None, areas=None,
                     roi_area_mm2: float | None = None, intensity_echo: int | None = None,
-                    audit_dir=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    audit_dir=None, label_maps: Mapping | None = None,
+                    sessions: Mapping | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measure every participant, one task per participant, through an Executor.
 
     Parameters
     ----------
     images : mapping
-        ``participant_id -> echoes`` (see :func:`measure_participant`).
+        ``key -> echoes`` (see :func:`measure_participant`); the key is the
+        participant id, or ``sub-<label>_ses-<label>`` for one session of several
+        (as :attr:`m1lib.dataset.Dataset.images`).
     annotations : mapping
-        ``participant_id -> markups path``. A participant with images but no
-        annotations is a failure.
+        ``key -> markups path``. A participant with images but no annotations is a
+        failure.
     executor : concurrent.futures.Executor, optional
         Any executor (``.submit`` returning futures with ``.result()``), e.g. a
         ``dask.distributed.Client`` (or ``client.get_executor()``). Default: a
@@ -903,7 +733,12 @@ def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, ob
     settings, areas, roi_area_mm2, intensity_echo :
         As in :func:`measure_participant`.
     audit_dir : path, optional
-        Write ``<participant_id>_audit.png`` there for each participant.
+        Write ``<key>_audit.png`` there for each participant.
+    label_maps : mapping, optional
+        ``key -> LabelMap`` (:attr:`m1lib.dataset.Dataset.label_maps`).
+    sessions : mapping, optional
+        ``key -> 'ses-<label>'`` for the ``session`` column; default: from the key.
+        ``Dataset.measure_inputs()`` gives all four mappings.
 
     Returns
     -------
@@ -917,29 +752,32 @@ def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, ob
     s = _settings(settings, areas=areas, roi_area_mm2=roi_area_mm2, intensity_echo=intensity_echo)
     pids = sorted(images)
     tasks, failures = [], []
-    for pid in pids:
-        if pid not in annotations:
-            failures.append((pid, "data", f"{pid}: no annotations file"))
+    label_maps, sessions = label_maps or {}, sessions or {}
+    for key in pids:
+        pid, ses = split_key(key)
+        ses = sessions.get(key, ses)
+        if key not in annotations:
+            failures.append((pid, "data", f"{key}: no annotations file"))
             continue
-        audit = str(Path(audit_dir) / f"{pid}_audit.png") if audit_dir else None
-        echoes = [_Echo(p, te) for p, te in _echo_inputs(images[pid])]
-        tasks.append((pid, echoes, str(annotations[pid]), s, audit))
+        audit = str(Path(audit_dir) / f"{key}_audit.png") if audit_dir else None
+        tasks.append((key, (pid, _echo_inputs(images[key]), str(annotations[key]), s, audit,
+                            label_maps.get(key), ses)))
     results = {}
     if executor is None and (jobs == 1 or len(tasks) <= 1):
-        for t in tasks:
-            results[t[0]] = _safe_measure(*t)
+        for key, t in tasks:
+            results[key] = _safe_measure(*t)
     else:
         own = executor is None
         if own:
             n = min(jobs or os.cpu_count() or 1, max(len(tasks), 1))
             executor = ProcessPoolExecutor(max_workers=n)
         try:
-            futures = {t[0]: executor.submit(_safe_measure, *t) for t in tasks}
-            for pid, fut in futures.items():
+            futures = {key: executor.submit(_safe_measure, *t) for key, t in tasks}
+            for key, fut in futures.items():
                 try:
-                    results[pid] = fut.result()
+                    results[key] = fut.result()
                 except Exception as exc:  # the worker died (e.g. out of memory)
-                    results[pid] = (None, (pid, "error", f"{type(exc).__name__}: {exc}"))
+                    results[key] = (None, (split_key(key)[0], "error", f"{type(exc).__name__}: {exc}"))
         finally:
             if own:
                 executor.shutdown()
@@ -959,20 +797,14 @@ def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, ob
     return table, fails
 
 
-@dataclass(frozen=True)
-class _Echo:
-    """An echo as a plain (path, echo time) pair: picklable for any executor."""
-
-    path: Path
-    echo_time_s: float | None
-
-
 def _sort(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return table.reset_index(drop=True)
     h = table["hemisphere"].map({h: i for i, h in enumerate(C.HEMISPHERES)})
     a = table["area"].map({a: i for i, a in enumerate(C.AREAS)})
-    order = np.lexsort((a.to_numpy(), h.to_numpy(), table["participant_id"].to_numpy()))
+    ses = (table["session"].fillna("").astype(str) if "session" in table
+           else pd.Series("", index=table.index))
+    order = np.lexsort((a.to_numpy(), h.to_numpy(), ses.to_numpy(), table["participant_id"].to_numpy()))
     return table.iloc[order].reset_index(drop=True)
 
 
@@ -1000,7 +832,9 @@ def hemisphere_average(table: pd.DataFrame, *, by_area: bool = False,
     >>> hemisphere_average(t, columns=["thickness_mm"])["thickness_mm"].tolist()
     [1.5]
     """
-    keys = ["participant_id"] + (["area"] if by_area else [])
+    # one session's values are never averaged with another's
+    ses = ["session"] if "session" in table and table["session"].notna().any() else []
+    keys = ["participant_id"] + ses + (["area"] if by_area else [])
     cols = [c for c in columns if c in table.columns]
     g = table.groupby(keys, sort=True)[cols]
     out = g.mean()
@@ -1052,7 +886,7 @@ def _draw_audit(participant_id, data, table, details, settings, out_path: Path):
     fig.suptitle(f"{participant_id}: deep layer of M1 (echo {settings.intensity_echo}); "
                  "ROI blue, caliper orange, fitted outer / inner edge green / red",
                  fontsize=10, fontfamily="DejaVu Sans")
-    slabs, k0 = data["slabs"], data["k0"]
+    slabs, kpos = data["slabs"], data["kpos"]
     ie = settings.intensity_echo - 1
     rows = table.set_index(["hemisphere", "area"])
     for n, lab in enumerate(labels):
@@ -1061,7 +895,7 @@ def _draw_audit(participant_id, data, table, details, settings, out_path: Path):
         ax = fig.add_subplot(nrow, ncol, r * ncol + c + 1)
         axp = fig.add_subplot(nrow, ncol, (r + 1) * ncol + c + 1)
         plane, prof, fit = d["plane"], d["profile"], d["fit"]
-        _crop_axes(ax, slabs[ie][:, :, d["k"] - k0], plane, 0.5 * (d["ij"][0] + d["ij"][1]))
+        _crop_axes(ax, slabs[ie][:, :, kpos[d["k"]]], plane, 0.5 * (d["ij"][0] + d["ij"][1]))
         out = plane.uv_to_ij(d["ellipse"].outline())
         ax.plot(out[:, 0], out[:, 1], color="#1f77b4", lw=1)
         ax.plot(d["ij"][:, 0], d["ij"][:, 1], color="#ff7f0e", lw=1, marker="o", ms=2)
@@ -1092,7 +926,7 @@ def _draw_audit(participant_id, data, table, details, settings, out_path: Path):
     # the reference ROI and the participant's QC
     d = details[C.REFERENCE_LABEL]
     ax = fig.add_subplot(nrow, ncol, (nrow - 1) * ncol + 1)
-    _crop_axes(ax, slabs[ie][:, :, d["k"] - k0], d["plane"], d["ij"][0])
+    _crop_axes(ax, slabs[ie][:, :, kpos[d["k"]]], d["plane"], d["ij"][0])
     out = d["plane"].uv_to_ij(d["ellipse"].outline())
     ax.plot(out[:, 0], out[:, 1], color="#1f77b4", lw=1)
     ax.set_title(f"{C.REFERENCE_LABEL} (slice {d['k']})", fontsize=7)

@@ -59,11 +59,12 @@ def measurement_inputs(ds: Dataset, known: dict | None = None) -> dict[str, dict
     files = []
     for echoes in ds.images.values():
         for e in echoes:
-            files += [e.path, e.path.with_name(e.path.name.split(".nii")[0] + ".json")]
+            files += [e.path, *e.sidecars]  # inherited sidecars too (m1lib.dataset)
     files += list(ds.annotations.values())
+    files += [f for lm in ds.label_maps.values() for f in (lm.path, lm.lookup)]
     known = known or {}
     out = {}
-    for p in sorted(files):
+    for p in sorted(set(files)):
         rel = str(p.relative_to(root))
         st = p.stat()
         prev = known.get(rel) or {}
@@ -148,7 +149,7 @@ def measure_cached(ds: Dataset, *, jobs: int | None = None, executor=None, force
     s = ds.manifest.settings
     log(f"measuring {len(ds.images)} participants ...")
     table, failures = measure.measure_dataset(
-        ds.images, ds.annotations, areas=s.areas, roi_area_mm2=s.roi_area_mm2,
+        **ds.measure_inputs(), areas=s.areas, roi_area_mm2=s.roi_area_mm2,
         intensity_echo=s.intensity_echo, jobs=jobs, executor=executor)
     if table_path == root / MEASURE_FILE:
         desc = root / MEASURE_DIR / "dataset_description.json"

@@ -90,6 +90,13 @@ def phantom():
     return p
 
 
+def tpos(n: int) -> float:
+    """Where caliper n crosses the cortex: the phantom's x falls along its tangent,
+    so the L_* calipers (n < 4) lie left (lower RAS x) of the R_* ones, as in a brain,
+    and the reference (t = 10) left of the midline."""
+    return 2.2 - 1.6 * n
+
+
 def labels():
     return [f"{h}_{a}" for h in C.HEMISPHERES for a in C.AREAS]
 
@@ -120,7 +127,7 @@ def write_participant(root: Path, pid: str, phantom: Phantom, *, coordinate_syst
 def default_markups(phantom: Phantom) -> list[Markup]:
     out = []
     for n, lab in enumerate(labels()):
-        k, t = n % SHAPE[2], -9.0 + 1.6 * n
+        k, t = n % SHAPE[2], tpos(n)
         out.append(line(lab, phantom.point(k, t, 0.0), phantom.point(k, t, T)))
     out.append(fiducial(C.REFERENCE_LABEL, phantom.point(2, 10.0, 0.5)))
     return out
@@ -220,7 +227,7 @@ def test_known_answers_on_the_analytic_phantom(measured, phantom):
     # normalized intensity: deep / reference level, times the smooth M0 modulation
     # at the two ROI centres (its curvature over an ROI is < 0.1 %)
     ref_x = phantom.point(2, 10.0, 0.5)[0]
-    centres = [phantom.point(n % SHAPE[2], -9.0 + 1.6 * n, T / 2)[0] for n in range(8)]
+    centres = [phantom.point(n % SHAPE[2], tpos(n), T / 2)[0] for n in range(8)]
     expected = [DEEP * modulation(x, phantom) / (REF * modulation(ref_x, phantom)) for x in centres]
     assert np.allclose(tab.intensity, expected, rtol=0.003)
     assert (tab.affine_source == "sform").all()
@@ -252,17 +259,28 @@ def test_a_point_half_a_slice_off_is_an_error_naming_participant_and_label(phant
     assert "sub-P02: L_hand: point 1" in msg and "half a slice" in msg
 
 
-def test_explicit_roi_markup_overrides_the_oval(phantom, tmp_path):
+@pytest.mark.parametrize("mtype", ["ClosedCurve", "Curve"])
+def test_explicit_roi_markup_overrides_the_oval(phantom, tmp_path, mtype):
+    """A closed curve is measured as drawn (its area is the polygon's shoelace area);
+    another markup type with >= 5 points is replaced by its least-squares ellipse."""
     marks = default_markups(phantom)
-    k, t = 0, -9.0
+    k, t = 0, tpos(0)
     ang = np.linspace(0, 2 * np.pi, 9)[:-1]
-    pts = [phantom.point(k, t + 2.0 * np.cos(a), 0.9 + 0.4 * np.sin(a)) for a in ang]
-    marks.append(Markup("L_foot_roi", "ClosedCurve", np.array(pts)))
+    tr = np.c_[t + 2.0 * np.cos(ang), 0.9 + 0.4 * np.sin(ang)]
+    pts = [phantom.point(k, a, b) for a, b in tr]
+    marks.append(Markup("L_foot_roi", mtype, np.array(pts)))
     echoes, mk = write_participant(tmp_path, "sub-P03", phantom, markups=marks)
     tab = M.measure_participant("sub-P03", echoes, mk)
     row = tab.set_index(["hemisphere", "area"]).loc[("L", "foot")]
-    assert row.roi_source == "markup"
-    assert row.roi_area_mm2 == pytest.approx(np.pi * 2.0 * 0.4, rel=5e-3)
+    x, y = tr[:, 0], tr[:, 1]  # (t, r) are orthonormal mm in the slice plane
+    shoelace = 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    if mtype == "ClosedCurve":
+        assert row.roi_source == "closed_curve"
+        assert row.roi_area_mm2 == pytest.approx(shoelace, rel=1e-4)  # markups keep 0.1 um
+        assert shoelace == pytest.approx(4 * np.sin(np.pi / 4) * 2.0 * 0.4)
+    else:
+        assert row.roi_source == "markup_ellipse"
+        assert row.roi_area_mm2 == pytest.approx(np.pi * 2.0 * 0.4, rel=5e-3)
     expected = DEEP * modulation(phantom.point(k, t, 0.9)[0], phantom) / (
         REF * modulation(phantom.point(2, 10.0, 0.5)[0], phantom))
     assert row.intensity == pytest.approx(expected, rel=0.003)

@@ -360,10 +360,8 @@ def _acquisitions(manifest: Manifest, pid: str) -> tuple[list[str | None], list[
     if want == "all":
         return (have or [None]), []
     if want is None:
-        if len(have) > 1:
-            return [], [Problem(f"{len(have)} sessions ({', '.join(have)}) and the manifest chooses "
-                                "none; set `files.session` to one of them, or to `all`",
-                                file=pid, participant=pid, field="session")]
+        if len(have) > 1:  # never guessed; reported once for the dataset by _validate
+            return [], [Problem("several sessions", participant=pid, field="session")]
         return (have or [None]), []
     if have and want not in have:
         return [want], []  # reported as "no image" in that session
@@ -425,9 +423,22 @@ def _validate(manifest: Manifest, *, full: bool) -> tuple[Dataset | None, list[P
     ds = Dataset(manifest, participants, reads if reads is not None else pd.DataFrame(
         columns=["participant_id", "reader", "call"]), measurements)
     if measurements is None:
+        several: dict[str, list[str]] = {}
         for pid, excluded in zip(participants["participant_id"], participants["excluded"]):
             if ID.match(str(pid)):
-                problems += _check_participant_files(ds, pid, bool(excluded), full)
+                for q in _check_participant_files(ds, pid, bool(excluded), full):
+                    if q.field == "session" and q.message == "several sessions":
+                        several[pid] = bids.sessions_of(root, pid)
+                    else:
+                        problems.append(q)
+        if several:
+            names = sorted({x for v in several.values() for x in v})
+            who = list(several)
+            problems.append(Problem(
+                f"{len(who)} participant(s) have several sessions ({', '.join(names)}: "
+                f"{', '.join(who[:3])}{' and more' if len(who) > 3 else ''}) and the manifest "
+                "chooses none; set `files.session` to one of them, or to `all` (one row per "
+                "session in the measurement table)", file=str(manifest.path.name), field="files.session"))
     return ds, problems
 
 
@@ -435,6 +446,8 @@ def _check_participant_files(ds: Dataset, pid: str, excluded: bool, full: bool) 
     manifest = ds.manifest
     root, files, s = manifest.root, manifest.files, manifest.settings
     sessions, problems = _acquisitions(manifest, pid)
+    if problems:
+        return [] if excluded else problems
     if excluded and (problems or not any(find_images(root, pid, ses, files.entities) for ses in sessions)):
         return []
     single = len(bids.sessions_of(root, pid)) <= 1

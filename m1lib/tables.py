@@ -50,15 +50,16 @@ def read_tsv(path: Path, root: Path, problems: list[Problem]) -> pd.DataFrame | 
 
 
 def normalize_missing(df: pd.DataFrame, columns, name: str,
-                      missing_values=()) -> tuple[pd.DataFrame, np.ndarray, list[Problem]]:
+                      missing_values=()) -> tuple[pd.DataFrame, dict, list[Problem]]:
     """Turn declared missing values into ``n/a``; report undeclared look-alikes once each.
 
     Returns
     -------
     table : DataFrame
         A copy with declared missing values replaced by ``n/a``.
-    reported : bool array (rows, columns)
-        Cells already reported (an undeclared look-alike): callers skip them.
+    reported : dict
+        ``column -> bool array``: cells already reported (an undeclared look-alike);
+        callers skip them.
     problems : list of Problem
         One per undeclared spelling, naming how many cells, which columns and rows.
 
@@ -72,7 +73,7 @@ def normalize_missing(df: pd.DataFrame, columns, name: str,
     ['n/a', '40', 'n/a']
     """
     out = df.copy()
-    cols = [c for c in columns if c in df.columns]
+    cols = [c for c in df.columns if c in set(columns)]  # in the file's order
     reported = np.zeros((len(df), len(cols)), dtype=bool)
     declared = {str(v) for v in missing_values}
     for c in cols:
@@ -88,13 +89,13 @@ def normalize_missing(df: pd.DataFrame, columns, name: str,
         rows = np.flatnonzero(hit.any(axis=1))
         hit_cols = [c for c, h in zip(cols, hit.any(axis=0)) if h]
         shown = ", ".join(str(r + 2) for r in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
-        what = "empty" if token == "" else f"hold {token!r}"
+        what = "are empty" if token == "" else f"hold {token!r}"
         yaml_token = '""' if token == "" else token
         problems.append(Problem(
             f"{int(hit.sum())} cells {what} (column{'s' if len(hit_cols) > 1 else ''} "
             f"{', '.join(hit_cols)}, lines {shown}); write missing values as n/a, or set "
             f"`files.missing_values: [{yaml_token}]` in the manifest", file=name))
-    return out, reported, problems
+    return out, {c: reported[:, n] for n, c in enumerate(cols)}, problems
 
 
 def _number(value: str) -> float | None:
@@ -132,7 +133,7 @@ def check_participants(df: pd.DataFrame, name: str, *, missing_values=(),
     numeric = [c for c in (*C.ALS_REQUIRED, *C.OPTIONAL_NUMERIC, "age") if c in df.columns]
     checked = ["group", "sex", "excluded", *numeric]
     df, reported, problems = normalize_missing(df, checked, name, missing_values)
-    skip = {c: reported[:, checked.index(c)] for c in checked if c in df.columns}
+    skip = reported
     out = df.copy()
     values = {c: np.full(len(df), np.nan) for c in numeric}
     excluded = np.zeros(len(df), dtype=bool)
@@ -272,8 +273,8 @@ def check_measurements(meas: pd.DataFrame, participants: pd.DataFrame, name: str
             problems.append(Problem(f"duplicate row for {r.hemisphere} {r.area} (first on line {seen[key]})",
                                     field="area", **where))
         seen.setdefault(key, i + 2)
-        for j, c in enumerate(C.MEASUREMENT_VALUES):
-            if reported[i, j]:
+        for c in C.MEASUREMENT_VALUES:
+            if reported[c][i]:
                 continue
             x = _number(getattr(r, c))
             if x is None:

@@ -282,3 +282,108 @@ def test_read_only_dataset_validates_and_measures(replica, flat_table, tmp_path,
     table, failures = M.measure_dataset(**ds.measure_inputs(), areas=AREAS, jobs=1)
     assert failures.empty
     same_numbers(table, flat_table)
+
+
+# ------------------------------------------------------------------ annotations
+
+def test_lps_numbers_declared_ras_are_caught(replica, tmp_path):
+    root = tmp_path / "mixup"
+    shutil.copytree(replica, root)
+    pid = pids(replica)[2]
+    mk = root / "derivatives" / "annotations" / f"{pid}_desc-m1_markups.mrk.json"
+    mk.write_text(mk.read_text().replace('"coordinateSystem": "LPS"', '"coordinateSystem": "RAS"'))
+    (root / "data_manifest.yaml").write_text(FLAT)
+    ds = load_dataset(load_manifest(root / "data_manifest.yaml"))
+    table, failures = M.measure_dataset(**ds.measure_inputs(), areas=AREAS, jobs=1)
+    assert failures.participant_id.tolist() == [pid] and pid not in set(table.participant_id)
+    reason = failures.reason.iloc[0]
+    assert "LPS" in reason and "coordinateSystem" in reason and mk.name in reason
+
+
+def test_swapped_hemisphere_names_are_caught(replica, tmp_path):
+    root = tmp_path / "swap"
+    shutil.copytree(replica, root)
+    pid = pids(replica)[2]
+    mk = root / "derivatives" / "annotations" / f"{pid}_desc-m1_markups.mrk.json"
+    text = mk.read_text().replace('"L_hand"', '"X_hand"').replace('"R_hand"', '"L_hand"')
+    mk.write_text(text.replace('"X_hand"', '"R_hand"'))
+    with pytest.raises(DataError, match=r"L_hand: L_hand \(x=.*\) lies right of R_hand"):
+        ds = load_dataset(load_manifest(root / "data_manifest.yaml"))
+        M.measure_participant(pid, ds.images[pid], ds.annotations[pid], areas=AREAS)
+
+
+def _label_map_layout(src: Path, dst: Path, shift=(3, -2, 0)) -> dict:
+    """ROIs as label images in derivatives/m1/sub-X/anat/ (ses-less), one dseg.tsv at the
+    top; each label image is on another grid (shifted by whole voxels, bigger) than the
+    image. Returns, per participant, the image voxels (i, j, k) each label covers."""
+    shutil.copytree(src, dst)
+    lookup = "index\tname\n1\tL_hand_roi\n2\tR_hand_roi\n3\tref_precuneus_roi\n"
+    (dst / "derivatives" / "m1").mkdir(parents=True)
+    (dst / "derivatives" / "m1" / "desc-m1_dseg.tsv").write_text(lookup)
+    (dst / "derivatives" / "m1" / "dataset_description.json").write_text(json.dumps(
+        {"Name": "M1 ROIs", "BIDSVersion": "1.9.0", "DatasetType": "derivative"}))
+    truth = {}
+    for pid in pids(src):
+        img = nib.load(src / pid / "anat" / f"{pid}_echo-1_part-mag_MEGRE.nii.gz")
+        ds = load_dataset(load_manifest(src / "data_manifest.yaml"))
+        _, details = M.participant_details(pid, ds.images[pid], ds.annotations[pid], areas=AREAS)
+        shape = np.asarray(img.shape) + np.array([10, 10, 2])
+        labels = np.zeros(shape, np.uint8)
+        cover = {}
+        for index, lab in ((1, "L_hand"), (2, "R_hand"), (3, "ref_precuneus")):
+            d = details[lab]
+            c = np.rint(d["plane"].uv_to_ij(d["ellipse"].centre[None])[0]).astype(int)
+            ij = [(c[0] + a, c[1] + b, d["k"]) for a in (-1, 0, 1) for b in (0, 1)]
+            for i, j, k in ij:  # label voxel = image voxel + shift
+                labels[i + shift[0], j + shift[1], k + shift[2]] = index
+            cover[lab] = ij
+        aff = img.affine.copy()
+        aff[:3, 3] -= aff[:3, :3] @ np.asarray(shift, float)
+        out = nib.Nifti1Image(labels, aff)
+        out.set_sform(aff, code=1)
+        out.set_qform(aff, code=1)
+        (dst / "derivatives" / "m1" / pid / "anat").mkdir(parents=True)
+        nib.save(out, dst / "derivatives" / "m1" / pid / "anat" / f"{pid}_desc-m1_dseg.nii.gz")
+        truth[pid] = cover
+    return truth
+
+
+def test_label_image_rois_against_hand_computed_means(replica, tmp_path):
+    root = tmp_path / "labels"
+    truth = _label_map_layout(replica, root)
+    (root / "data_manifest.yaml").write_text(FLAT + "files:\n  annotations: derivatives/m1\n")
+    # calipers (markups) and ROIs (label images) live in the one annotations folder
+    for pid in pids(replica):
+        shutil.copy(root / "derivatives" / "annotations" / f"{pid}_desc-m1_markups.mrk.json",
+                    root / "derivatives" / "m1" / pid / "anat" / f"{pid}_desc-m1_markups.mrk.json")
+    ds = load_dataset(load_manifest(root / "data_manifest.yaml"))
+    assert set(ds.label_maps) == set(ds.images)
+    table, failures = M.measure_dataset(**ds.measure_inputs(), areas=AREAS, jobs=1)
+    assert failures.empty, failures.to_string()
+    for pid, cover in truth.items():
+        if pid not in ds.images:
+            continue
+        echo2 = np.asanyarray(nib.load(ds.images[pid][1].path).dataobj).astype(float)
+        hand = {lab: np.mean([echo2[v] for v in cover[lab]]) for lab in cover}
+        rows = table[table.participant_id == pid].set_index("hemisphere")
+        for h in ("L", "R"):
+            r = rows.loc[h][rows.loc[h].area == "hand"].iloc[0]
+            assert r.roi_source == "label_image" and r.roi_n_voxels == 6
+            assert r.roi_mean == pytest.approx(hand[f"{h}_hand"], rel=1e-6)
+            assert r.ref_mean == pytest.approx(hand["ref_precuneus"], rel=1e-6)
+            assert r.intensity == pytest.approx(hand[f"{h}_hand"] / hand["ref_precuneus"], rel=1e-6)
+        face = rows[rows.area == "face"]
+        assert (face.roi_source != "label_image").all()  # no label drawn: the default oval
+
+
+def test_label_image_without_lookup_table_is_one_clear_line(replica, tmp_path, capsys):
+    root = tmp_path / "nolookup"
+    _label_map_layout(replica, root)
+    (root / "derivatives" / "m1" / "desc-m1_dseg.tsv").unlink()
+    for pid in pids(replica):
+        shutil.copy(root / "derivatives" / "annotations" / f"{pid}_desc-m1_markups.mrk.json",
+                    root / "derivatives" / "m1" / pid / "anat" / f"{pid}_desc-m1_markups.mrk.json")
+    (root / "data_manifest.yaml").write_text(FLAT + "files:\n  annotations: derivatives/m1\n")
+    assert cli.main(["validate", str(root / "data_manifest.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "sub-ALS02_desc-m1_dseg.nii.gz: sub-ALS02: label map: no dseg.tsv lookup table" in err

@@ -247,3 +247,55 @@ def test_console_script_exit_code_and_no_traceback(dataset_dir):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "sub-HS01: group:" in proc.stderr
+
+
+def _many(root, value, n_cols=("age", "cmct_ms", "frap")):
+    def fn(df):
+        for c in n_cols:
+            df[c] = value
+        return df
+    edit_tsv(root / "participants.tsv", fn)
+
+
+@pytest.mark.parametrize("token, declared", [("NA", "[NA]"), ("N/A", "[N/A]"), ("", '[""]')])
+def test_missing_value_spellings_are_one_line_and_can_be_declared(dataset_dir, capsys, token, declared):
+    root = dataset_dir.parent
+    _many(root, token)
+    code, lines = run_validate(dataset_dir, capsys)
+    assert code == 2
+    hits = [l for l in lines if l.startswith("participants.tsv:") and "cells" in l]
+    assert len(hits) == 1, lines
+    what = "are empty" if token == "" else f"hold {token!r}"
+    assert f"participants.tsv: 15 cells {what} (columns age, cmct_ms, frap, lines 2, 3, 4, 5, 6)" in hits[0]
+    assert f"`files.missing_values: [{token or chr(34) * 2}]`" in hits[0]
+    assert len(lines) == 2  # that line and the count; age 'NA' is not also "not a number"
+    (root / "data_manifest.yaml").write_text(f"dataset: .\nfiles:\n  missing_values: {declared}\n")
+    code, lines = run_validate(dataset_dir, capsys)
+    assert code == 0, lines
+    ds = load_dataset(load_manifest(dataset_dir))
+    assert ds.participants["age"].isna().all()
+
+
+def test_repeated_problems_are_grouped_still_naming_file_and_field(tmp_path, capsys):
+    from conftest import build_dataset
+    manifest = build_dataset(tmp_path / "big", n_als=8, n_hs=3)
+    for f in (tmp_path / "big").glob("sub-*/anat/*echo-2*.json"):
+        f.write_text(json.dumps({"EchoTime": 20}))
+    code, lines = run_validate(manifest, capsys)
+    assert code == 2
+    hits = [l for l in lines if "milliseconds" in l]
+    assert len(hits) == 1
+    assert hits[0].startswith("sub-<label>/anat/sub-<label>_echo-2_part-mag_MEGRE.json: EchoTime: ")
+    assert "(11 participants: sub-ALS01, sub-ALS02, sub-ALS03 and 8 more)" in hits[0]
+
+
+def test_groups_other_than_als_and_hs(dataset_dir, capsys):
+    root = dataset_dir.parent
+    set_cell(root / "participants.tsv", "sub-HS01", "group", "PLS")
+    set_cell(root / "participants.tsv", "sub-HS02", "group", "mimic")
+    code, lines = run_validate(dataset_dir, capsys)
+    assert code == 2 and any("comparison group (HS; groups found: ALS, PLS, mimic)" in l for l in lines)
+    (root / "data_manifest.yaml").write_text("dataset: .\nsettings:\n  comparison_groups: [mimic]\n")
+    code, lines = run_validate(dataset_dir, capsys)
+    assert code == 0, lines
+    assert set(load_dataset(load_manifest(dataset_dir)).participants.group) == {"ALS", "PLS", "mimic"}

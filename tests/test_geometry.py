@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from m1lib.errors import DataError
-from m1lib.geometry import (Geometry, affine_disagreement_mm, assign_slice, image_geometry,
-                            lps_to_ras)
+from m1lib.geometry import (Geometry, affine_disagreement_mm, assign_slice, check_orientation,
+                            image_geometry, lps_to_ras, slice_axis_of)
 
 
 def rotation(axis, angle) -> np.ndarray:
@@ -131,3 +131,58 @@ def test_outside_the_field_of_view_and_split_slices_are_errors():
         assign_slice(g, [[1.0, 1.0, 2.0], [10.2, 1.0, 2.0]], participant="sub-HS01", label="R_face")
     with pytest.raises(DataError, match="different slices"):
         assign_slice(g, [[1.0, 1.0, 2.0], [1.0, 1.5, 4.0]], label="R_face")
+
+
+# ------------------------------------------------------------------ orientation, slice axis
+
+
+def _brain_points():
+    """Calipers either side of a midline at x = 2 mm; reference in the left precuneus."""
+    pts = {}
+    for n, a in enumerate(("foot", "leg", "hand", "face")):
+        pts[f"L_{a}"] = [[2 - 10 - 5 * n, -20.0, 60 - 5 * n], [2 - 11 - 5 * n, -20.0, 60 - 5 * n]]
+        pts[f"R_{a}"] = [[2 + 10 + 5 * n, -20.0, 60 - 5 * n], [2 + 11 + 5 * n, -20.0, 60 - 5 * n]]
+    pts["ref_precuneus"] = [[2 - 4.0, -60.0, 50.0]]
+    return pts
+
+
+def _geom():
+    aff = np.diag([0.5, 0.5, 2.0, 1.0])
+    aff[:3, 3] = [-60.0, -80.0, 20.0]
+    return Geometry(aff, (240, 200, 30), "sform")
+
+
+def test_orientation_of_plausible_annotations_passes():
+    assert check_orientation(_geom(), _brain_points(), ("foot", "leg", "hand", "face")) == []
+
+
+def test_lps_numbers_read_as_ras_are_named_as_a_mixup():
+    lps = {k: (np.asarray(v) * [-1, -1, 1]).tolist() for k, v in _brain_points().items()}
+    problems = check_orientation(_geom(), lps, ("foot", "leg", "hand", "face"), participant="sub-01")
+    assert len(problems) == 1
+    text = str(problems[0])
+    assert text.startswith("sub-01: coordinateSystem:") and "LPS" in text and "RAS" in text
+
+
+def test_reference_right_of_the_midline_is_caught():
+    pts = _brain_points()
+    pts["ref_precuneus"] = [[2 + 4.0, -60.0, 50.0]]
+    (p,) = check_orientation(_geom(), pts, ("hand",))
+    assert p.field == "ref_precuneus" and "left precuneus" in p.message
+
+
+def test_slice_axis_from_sidecar_then_dim_info_then_default():
+    h = nib.Nifti1Header()
+    assert slice_axis_of(h) == (2, "default")
+    h.set_dim_info(slice=1)
+    assert slice_axis_of(h) == (1, "dim_info")
+    assert slice_axis_of(h, {"SliceEncodingDirection": "i-"}) == (0, "SliceEncodingDirection")
+
+
+def test_geometry_in_acquisition_order_for_slices_along_i():
+    aff = np.diag([2.0, 0.5, 0.25, 1.0])  # slices along i (2 mm)
+    img = nib.Nifti1Image(np.zeros((5, 40, 30), np.float32), aff)
+    g = image_geometry(img, slice_axis=0)
+    assert g.axes == (1, 2, 0) and g.shape == (40, 30, 5)
+    assert g.slice_spacing_mm == pytest.approx(2.0)
+    assert np.allclose(g.voxel_sizes, [0.5, 0.25, 2.0])

@@ -188,6 +188,11 @@ def load(participant_id, echoes, markups_path, settings, label_map=None):
             anns[lab] = ann
     if problems:
         raise DataError(problems)
+    rois = {f"{lab}_roi": _roi_centre(g0, ann) for lab, ann in anns.items() if ann.roi_type}
+    problems = check_orientation(g0, {**pts, **rois}, settings.areas, reference=C.REFERENCE_LABEL,
+                                 **{**where, "file": label_map.path if label_map is not None else where["file"]})
+    if problems:
+        raise DataError(problems)
     ks = sorted({a.k for a in anns.values()})
     # only the annotated slices of each echo (a 4-D file is opened once)
     slabs = [None] * len(inputs)
@@ -206,6 +211,14 @@ def load(participant_id, echoes, markups_path, settings, label_map=None):
     pe = g0.axes.index(pe) if pe is not None and g0.axes.index(pe) < 2 else None
     return dict(geom=g0, tes=tes, slabs=slabs, kpos={k: i for i, k in enumerate(ks)}, anns=anns,
                 pe_axis=pe, thickness=thick, imgs=imgs, slice_axis_source=axis_source)
+
+
+def _roi_centre(g0, ann: Annotation) -> np.ndarray:
+    """RAS of a drawn ROI's centre (label voxels' mean, or the drawn points' mean)."""
+    if ann.roi_region is not None:
+        return ann.roi_region.plane.uv_to_world(ann.roi_region.centre[None])
+    plane = g0.plane(ann.k)
+    return plane.uv_to_world(plane.ij_to_uv(ann.roi_ij).mean(axis=0)[None])
 
 
 def _annotation(lab, h, a, marks, lm, g0, thick, where, problems) -> Annotation | None:

@@ -412,4 +412,17 @@ def check_orientation(geom: Geometry, points: dict, areas, *, reference: str = "
             out.append(Problem(f"the reference lies right of the midline (RAS x={xref:.1f} mm, midline "
                                f"x={midline:.1f} mm between the L/R annotations); it belongs in the "
                                "left precuneus", field=reference, **where))
+    if pairs:  # drawn ROIs (``<label>_roi``: their centres) on their label's side
+        midline = float(np.median([(xl + xr) / 2 for _, xl, xr in pairs]))
+        for name, p in sorted(pts.items()):
+            if not name.endswith("_roi"):
+                continue
+            left = not name.startswith("R_")  # L_* and the (left) reference
+            x = float(p[:, 0].mean())
+            if (x >= midline) == left:
+                out.append(Problem(
+                    f"the ROI's centre lies {'right' if left else 'left'} of the midline (RAS x="
+                    f"{x:.1f} mm, midline x={midline:.1f} mm) but its name says "
+                    f"{'left' if left else 'right'}: are L/R swapped in the lookup table or the names?",
+                    field=name, **where))
     return out

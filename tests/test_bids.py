@@ -387,3 +387,29 @@ def test_label_image_without_lookup_table_is_one_clear_line(replica, tmp_path, c
     assert cli.main(["validate", str(root / "data_manifest.yaml")]) == 2
     err = capsys.readouterr().err
     assert "sub-ALS02_desc-m1_dseg.nii.gz: sub-ALS02: label map: no dseg.tsv lookup table" in err
+
+
+def test_streamed_slices_of_a_large_gzip_give_the_same_numbers(replica, flat_table, tmp_path, monkeypatch):
+    """Above WHOLE_FILE_BYTES a .nii.gz is streamed (slices read forward, never whole)."""
+    from m1lib import slices
+
+    monkeypatch.setattr(slices, "WHOLE_FILE_BYTES", 0)
+    root = tmp_path / "stream"
+    shutil.copytree(replica, root)
+    _, table = measure(root, FLAT)
+    same_numbers(table, flat_table)
+
+
+def test_label_image_with_left_and_right_swapped_is_caught(replica, tmp_path):
+    root = tmp_path / "labelswap"
+    _label_map_layout(replica, root)
+    (root / "derivatives" / "m1" / "desc-m1_dseg.tsv").write_text(
+        "index\tname\n1\tR_hand_roi\n2\tL_hand_roi\n3\tref_precuneus_roi\n")
+    pid = pids(replica)[1]
+    shutil.copy(root / "derivatives" / "annotations" / f"{pid}_desc-m1_markups.mrk.json",
+                root / "derivatives" / "m1" / pid / "anat" / f"{pid}_desc-m1_markups.mrk.json")
+    (root / "data_manifest.yaml").write_text(FLAT + "files:\n  annotations: derivatives/m1\n")
+    ds, problems = validate(load_manifest(root / "data_manifest.yaml"), full=False)
+    with pytest.raises(DataError, match=r"dseg.nii.gz: .*: L_hand_roi: the ROI's centre lies right of the midline"):
+        M.measure_participant(pid, ds.images[pid], ds.annotations[pid], areas=AREAS,
+                              label_map=ds.label_maps[pid])

@@ -12,6 +12,9 @@ import pandas as pd
 AREAS: tuple[str, ...] = ("foot", "leg", "hand", "face")
 #: Hemispheres.
 HEMISPHERES: tuple[str, ...] = ("L", "R")
+#: The paper's groups: the defaults of ``settings.patient_group`` and
+#: ``settings.comparison_groups``. ``participants.tsv`` may hold any labels
+#: (``PLS``, ``mimic``, ...); :mod:`m1lib.tables` checks the chosen ones are present.
 GROUPS: tuple[str, ...] = ("ALS", "HS")
 SEXES: tuple[str, ...] = ("F", "M")
 CALLS: tuple[str, ...] = ("ALS", "normal")

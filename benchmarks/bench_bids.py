@@ -8,7 +8,10 @@ top-level ``MEGRE.json``, echo times in ``echo-<n>_MEGRE.json``; annotations in 
 derivatives layout), with small images (the cost measured is finding and
 checking files, not reading voxels), then times, each best of ``--repeats``:
 
-- ``m1lib.dataset.validate`` (quick: headers; and full: every image read to its end);
+- m1lib's index alone (``m1lib.bids``: sessions, each participant's echo files,
+  their merged sidecars and annotation files; what pybids' index does), and
+  ``m1lib.dataset.validate`` (index + checks: every NIfTI header opened, every
+  markups file parsed, the tables typed; and full: every image read to its end);
 - pybids' ``BIDSLayout`` indexing the same folder (with ``validate=False``; and the
   time to query one participant's echoes and their merged metadata), when pybids is
   installed (it is not a dependency of m1lib; ``pip install pybids`` to compare);
@@ -33,6 +36,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from m1lib import bids as B  # noqa: E402
 from m1lib import contract as C  # noqa: E402
 from m1lib.dataset import validate  # noqa: E402
 from m1lib.manifest import load_manifest  # noqa: E402
@@ -84,6 +88,21 @@ def write_dataset(root: Path, n: int) -> Path:
     return manifest
 
 
+def m1lib_index(manifest) -> int:
+    """What pybids' index gives: every participant's echoes, merged metadata, annotations."""
+    B.clear_cache()
+    root, n = manifest.root, 0
+    for sub in (d for d, is_dir in B._listdir(str(root)) if is_dir and d.startswith("sub-")):
+        for ses in B.sessions_of(root, sub) or [None]:
+            (series,), _ = B.megre_series(root, sub, ses, {})
+            for _, f in series.files:
+                meta, _, _ = B.merged_sidecar(f, root)
+                n += "EchoTime" in meta
+            B.annotation_candidates(manifest.file("annotations"), sub, ses, B.MARKUPS_SUFFIX,
+                                    (B.MARKUPS_EXT,))
+    return n
+
+
 def best(fn, repeats: int) -> tuple[float, object]:
     times, out = [], None
     for _ in range(repeats):
@@ -109,6 +128,9 @@ def main(argv=None) -> int:
     manifest = load_manifest(write_dataset(args.root, args.n))
     n_files = sum(1 for _ in args.root.rglob("*") if _.is_file())
     res = {"participants": args.n, "files": n_files}
+    t_idx, n_echo = best(lambda: m1lib_index(manifest), args.repeats)
+    assert n_echo == 4 * args.n, n_echo
+    res["m1lib_index_s"] = t_idx
     quick, (ds, problems) = best(lambda: validate(manifest, full=False), args.repeats)
     assert not problems, problems[:3]
     assert len(ds.images) == args.n and ds.images["sub-001"][0].echo_time_s == 0.01
@@ -116,6 +138,7 @@ def main(argv=None) -> int:
     res["m1lib_validate_quick_s"], res["m1lib_validate_full_s"] = quick, full
     res["m1lib_import_s"] = import_time("m1lib.dataset")
     print(f"== {args.n} participants x 2 sessions, {n_files} files")
+    print(f"m1lib index (files, sidecars merged): {t_idx:7.2f} s")
     print(f"m1lib validate (headers):            {quick:7.2f} s")
     print(f"m1lib validate (full, read to end):  {full:7.2f} s")
     try:
@@ -141,7 +164,8 @@ def main(argv=None) -> int:
         res["pybids"] = {"version": bids.__version__, "index_s": t_index, "query_one_s": t_query,
                          "import_s": import_time("bids")}
         print(f"pybids {bids.__version__} BIDSLayout index:   {t_index:7.2f} s "
-              f"(ratio to m1lib quick validate {t_index / quick:.1f}); one participant's "
+              f"(ratio to m1lib's index {t_index / t_idx:.1f}, to its validation {t_index / quick:.2f}); "
+              "one participant's "
               f"echoes + metadata {t_query * 1000:.0f} ms")
         print(f"import: m1lib.dataset {res['m1lib_import_s']:.2f} s, bids {res['pybids']['import_s']:.2f} s")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -158,8 +158,13 @@ def _expected_name(root, pid, session) -> str:
 
 def check_images(root: Path, pid: str, full: bool, intensity_echo: int, *, session: str | None = None,
                  entities=None) -> tuple[list[EchoImage], list[Problem]]:
-    """Find and check a participant's echoes and their (inherited) sidecars."""
+    """Find and check a participant's echoes and their (inherited) sidecars.
+
+    ``session`` None: the participant's only session if it has one (several: pass one).
+    """
     root = Path(root)
+    if session is None and len(bids.sessions_of(root, pid)) == 1:
+        session = bids.sessions_of(root, pid)[0]
     where = dict(file=rel(bids.anat_folder(root, pid, session), root), participant=pid)
     series, other = bids.megre_series(root, pid, session, entities or {})
     if not series:
@@ -248,7 +253,13 @@ def _four_d_echoes(path: Path, root: Path, pid: str, full: bool):
 
 def annotation_path(manifest: Manifest, pid: str, session: str | None = None) -> Path:
     """The participant's markups file: the one found (flat or derivatives layout), else
-    where a new one goes (``<annotations>/<pid>[_<ses>]_desc-m1_markups.mrk.json``)."""
+    where a new one goes (``<annotations>/<pid>[_<ses>]_desc-m1_markups.mrk.json``).
+
+    ``session`` None: the manifest's ``files.session``, else the participant's only one."""
+    if session is None:
+        chosen = manifest.files.session
+        have = bids.sessions_of(manifest.root, pid)
+        session = chosen if chosen not in (None, "all") else (have[0] if len(have) == 1 else None)
     found = _markups_candidates(manifest, pid, session)
     if len(found) == 1:
         return found[0]

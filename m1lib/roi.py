@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial import ConvexHull
 
 from .geometry import Geometry, SlicePlane
 
@@ -136,8 +137,12 @@ class LabelRegion:
         return self.ii, self.jj, np.ones(len(self.ii)), True
 
     def outline(self, n: int = 0) -> np.ndarray:
-        """The labelled voxel centres (drawn as points in the audit figure)."""
-        return self.plane.ij_to_uv(np.c_[self.ii, self.jj])
+        """A closed outline for display: the convex hull of the labelled voxels' corners."""
+        corners = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
+        pts = self.plane.ij_to_uv((np.c_[self.ii, self.jj][:, None, :] + corners[None]).reshape(-1, 2))
+        hull = ConvexHull(pts)
+        ring = pts[hull.vertices]
+        return np.vstack([ring, ring[:1]])
 
 
 def label_slice(labels: np.ndarray, label_affine: np.ndarray, geom: Geometry, k: int) -> np.ndarray:

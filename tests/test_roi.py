@@ -60,3 +60,13 @@ def test_label_image_on_a_coarser_shifted_grid_resamples_by_nearest_neighbour():
     mean = float(np.average(values[ii, jj], weights=w))
     assert mean == pytest.approx((values[1, 3] + values[1, 4] + values[2, 3] + values[2, 4]) / 4)
     assert mean == pytest.approx((11 + 12 + 19 + 20) / 4)
+
+
+def test_label_region_outline_encloses_its_voxels():
+    geom = Geometry(np.diag([0.5, 0.5, 1.0, 1.0]), (8, 8, 1), "sform")
+    labels = np.zeros((8, 8, 1), np.int16)
+    labels[2:4, 3:6, 0] = 1
+    region = label_region("L_hand_roi", 1, labels, geom.affine, geom, 0)
+    ring = region.outline()
+    assert np.allclose(ring[0], ring[-1])
+    assert shoelace_area(ring[:-1]) == pytest.approx(6 * 0.25)  # 2 x 3 voxels of 0.25 mm²

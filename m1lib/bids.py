@@ -67,6 +67,7 @@ class BidsName:
         return tuple(sorted((k, v) for k, v in self.entities.items() if k not in keys))
 
 
+@lru_cache(maxsize=65536)
 def parse_name(name: str) -> BidsName | None:
     """Parse ``name`` into entities, suffix and extension; None if it is not a BIDS name."""
     m = _NAME.match(name)
@@ -81,7 +82,7 @@ def parse_name(name: str) -> BidsName | None:
     return BidsName(ents, m["suffix"], m["ext"] or "")
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1 << 17)
 def _listdir(folder: str) -> tuple[tuple[str, bool], ...]:
     """(name, is_dir) of a folder's entries, sorted; empty when it does not exist."""
     try:
@@ -91,9 +92,33 @@ def _listdir(folder: str) -> tuple[tuple[str, bool], ...]:
         return ()
 
 
+@lru_cache(maxsize=4096)
+def _read_json(path: str):
+    """A JSON file's content, or the exception reading it raised (a top-level sidecar is
+    read once per indexing, not once per image)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return exc
+
+
+@lru_cache(maxsize=1 << 17)
+def _named_files(folder: str, extension: str) -> tuple[tuple[str, BidsName], ...]:
+    """The BIDS-named files of a folder with this extension, parsed."""
+    out = []
+    for name, is_dir in _listdir(folder):
+        if not is_dir and name.endswith(extension):
+            n = parse_name(name)
+            if n is not None and n.extension == extension:
+                out.append((name, n))
+    return tuple(out)
+
+
 def clear_cache() -> None:
-    """Forget folder listings (call before indexing a dataset that may have changed)."""
+    """Forget folder listings and sidecars (call before indexing a dataset that may have changed)."""
     _listdir.cache_clear()
+    _named_files.cache_clear()
+    _read_json.cache_clear()
 
 
 def files_in(folder: Path) -> list[Path]:
@@ -125,20 +150,20 @@ def inherited(path: Path, root: Path, suffix: str, extension: str) -> tuple[list
     if target is None:
         return [], []
     levels = []
-    folder = path.parent
-    root = Path(root)
+    folder, top = str(path.parent), str(Path(root))
     while True:
         levels.append(folder)
-        if folder == root or root not in folder.parents:
+        parent = os.path.dirname(folder)
+        if folder == top or not folder.startswith(top + os.sep) or parent == folder:
             break
-        folder = folder.parent
+        folder = parent
     out, problems = [], []
     for folder in reversed(levels):
         here = []
-        for f in files_in(folder):
-            n = parse_name(f.name)
-            if f != path and n is not None and _applies(n, target, suffix, extension):
-                here.append((len(n.entities), f))
+        for name, n in _named_files(folder, extension):
+            if _applies(n, target, suffix, extension) and not (
+                    folder == str(path.parent) and name == path.name):
+                here.append((len(n.entities), Path(folder) / name))
         here.sort()
         for (a, fa), (b, fb) in zip(here, here[1:]):
             if a == b:
@@ -170,10 +195,9 @@ def merged_sidecar(image: Path, root: Path) -> tuple[dict, list[Path], list[Prob
         chain.append(json_twin)
     meta: dict = {}
     for f in chain:
-        try:
-            doc = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            problems.append(Problem(f"not valid JSON: {exc}", file=str(f)))
+        doc = _read_json(str(f))
+        if isinstance(doc, Exception):
+            problems.append(Problem(f"not valid JSON: {doc}", file=str(f)))
             continue
         if not isinstance(doc, dict):
             problems.append(Problem("expected a JSON object", file=str(f)))

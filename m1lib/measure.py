@@ -845,7 +845,8 @@ def hemisphere_average(table: pd.DataFrame, *, by_area: bool = False,
 # ----------------------------------------------------------------------------- audit
 
 def audit_figure(participant_id: str, echoes: Sequence, markups_path, table=None,
-                 out_path=None, *, settings: MeasureSettings | None = None, **overrides):
+                 out_path=None, *, settings: MeasureSettings | None = None, label_map=None,
+                 **overrides):
     """Write the audit figure of one participant (PNG): every caliper's slice crop
     with its ROI, caliper and fitted edges, and the fitted profile beneath it.
 
@@ -855,7 +856,7 @@ def audit_figure(participant_id: str, echoes: Sequence, markups_path, table=None
     """
     if out_path is None:
         raise ValueError("out_path is required")
-    measure_participant(participant_id, echoes, markups_path,
+    measure_participant(participant_id, echoes, markups_path, label_map=label_map,
                         settings=_settings(settings, **overrides), audit_path=out_path)
     return Path(out_path)
 

@@ -213,7 +213,7 @@ def audit_figures(ds: Dataset, participants, folder: Path, stem: str = "{pid}_au
         for fmt in formats:
             path = Path(folder) / f"{stem.format(pid=pid)}.{fmt}"
             paths.append(measure.audit_figure(pid, ds.images[pid], ds.annotations[pid], out_path=path,
-                                              areas=s.areas, roi_area_mm2=s.roi_area_mm2,
+                                              label_map=ds.label_maps.get(pid), areas=s.areas, roi_area_mm2=s.roi_area_mm2,
                                               intensity_echo=s.intensity_echo))
     return paths
 

@@ -374,9 +374,7 @@ def _acquisitions(manifest: Manifest, pid: str) -> tuple[list[str | None], list[
         if len(have) > 1:  # never guessed; reported once for the dataset by _validate
             return [], [Problem("several sessions", participant=pid, field="session")]
         return (have or [None]), []
-    if have and want not in have:
-        return [want], []  # reported as "no image" in that session
-    return [want] if have else [None], []
+    return [want], []  # a participant without it: "no image" in that session
 
 
 def key_of(pid: str, session: str | None, all_sessions: bool) -> str:

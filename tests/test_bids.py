@@ -413,3 +413,13 @@ def test_label_image_with_left_and_right_swapped_is_caught(replica, tmp_path):
     with pytest.raises(DataError, match=r"dseg.nii.gz: .*: L_hand_roi: the ROI's centre lies right of the midline"):
         M.measure_participant(pid, ds.images[pid], ds.annotations[pid], areas=AREAS,
                               label_map=ds.label_maps[pid])
+
+
+def test_manifest_session_and_entities_are_checked(tmp_path):
+    m = tmp_path / "m.yaml"
+    m.write_text("dataset: .\nfiles:\n  session: '01'\n  entities: {run: 2, acq: hires}\n")
+    man = load_manifest(m)
+    assert man.files.session == "ses-01" and man.files.entities == {"run": "2", "acq": "hires"}
+    m.write_text("dataset: .\nfiles:\n  entities: {echo: 1}\n")
+    with pytest.raises(DataError, match="files.entities.*sub, ses and echo are not series choices"):
+        load_manifest(m)

@@ -260,7 +260,8 @@ def annotation_path(manifest: Manifest, pid: str, session: str | None = None) ->
         chosen = manifest.files.session
         have = bids.sessions_of(manifest.root, pid)
         session = chosen if chosen not in (None, "all") else (have[0] if len(have) == 1 else None)
-    found = _markups_candidates(manifest, pid, session)
+    found = _markups_candidates(manifest, pid, session,
+                                single_session=len(bids.sessions_of(manifest.root, pid)) <= 1)
     if len(found) == 1:
         return found[0]
     ses = f"_{session}" if session else ""

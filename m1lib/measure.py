@@ -119,7 +119,7 @@ TABLE_COLUMNS: tuple[str, ...] = C.MEASUREMENT_KEY + C.MEASUREMENT_VALUES + (
     "noise_sigma", "qc_sharpness_ratio", "qc_sharpness_relative", "qc_motion",
     "affine_source",
 )
-FAILURE_COLUMNS = ("participant_id", "kind", "reason")
+FAILURE_COLUMNS = ("participant_id", "label", "kind", "reason")
 
 
 @dataclass(frozen=True)
@@ -873,11 +873,13 @@ def _safe_measure(participant_id, echoes, markups_path, settings, audit_path):
         return measure_participant(participant_id, echoes, markups_path, settings=settings,
                                    audit_path=audit_path), None
     except DataError as exc:
-        return None, (participant_id, "data", " | ".join(str(p) for p in exc.problems))
+        labels = {p.field for p in exc.problems}
+        label = labels.pop() if len(labels) == 1 and None not in labels else "n/a"
+        return None, (participant_id, label, "data", " | ".join(str(p) for p in exc.problems))
     except Exception as exc:  # a bug: keep where it happened for the failures table
         last = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{Path(last.filename).name}:{last.lineno} in {last.name}"
-        return None, (participant_id, "error", f"{type(exc).__name__}: {exc} (at {where})")
+        return None, (participant_id, "n/a", "error", f"{type(exc).__name__}: {exc} (at {where})")
 
 
 def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, object], *,
@@ -910,7 +912,8 @@ def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, ob
     table : DataFrame
         All participants' rows, sorted by participant, hemisphere and area.
     failures : DataFrame
-        ``participant_id, kind, reason``: ``kind`` is ``data`` (a problem with the
+        ``participant_id, label, kind, reason`` (``label`` n/a when not one label):
+        ``kind`` is ``data`` (a problem with the
         inputs) or ``error`` (a bug or a crashed worker). Nobody is dropped
         silently; the caller decides the exit status.
     """
@@ -919,7 +922,7 @@ def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, ob
     tasks, failures = [], []
     for pid in pids:
         if pid not in annotations:
-            failures.append((pid, "data", f"{pid}: no annotations file"))
+            failures.append((pid, "n/a", "data", f"{pid}: no annotations file"))
             continue
         audit = str(Path(audit_dir) / f"{pid}_audit.png") if audit_dir else None
         echoes = [_Echo(p, te) for p, te in _echo_inputs(images[pid])]
@@ -939,7 +942,7 @@ def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, ob
                 try:
                     results[pid] = fut.result()
                 except Exception as exc:  # the worker died (e.g. out of memory)
-                    results[pid] = (None, (pid, "error", f"{type(exc).__name__}: {exc}"))
+                    results[pid] = (None, (pid, "n/a", "error", f"{type(exc).__name__}: {exc}"))
         finally:
             if own:
                 executor.shutdown()

@@ -22,7 +22,7 @@ import sys
 import time
 from concurrent.futures import Future
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, packages_distributions, version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
@@ -103,17 +103,25 @@ def measurement_code_hash() -> str:
     return code_hash(MEASUREMENT_ROOTS)
 
 
+#: Import names whose distribution is named otherwise (``packages_distributions()`` would
+#: find them all, but scans every installed package: seconds on a busy machine).
+DISTRIBUTIONS = {"yaml": "PyYAML", "sklearn": "scikit-learn", "skimage": "scikit-image", "PIL": "Pillow"}
+
+
 @lru_cache(maxsize=1)
 def library_versions() -> dict[str, str | None]:
-    """Installed versions of the distributions measurement code imports (and Python's)."""
-    dists = packages_distributions()
+    """Installed versions of the distributions measurement code imports (and Python's).
+
+    A module whose distribution is not found is recorded as None (and, should it be
+    installed later, the key changes).
+    """
     out = {"python": sys.version.split()[0]}
     for top in measurement_code()[1]:
-        for dist in dists.get(top, [top]):
-            try:
-                out[dist] = version(dist)
-            except PackageNotFoundError:
-                out[dist] = None
+        dist = DISTRIBUTIONS.get(top, top)
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
     return dict(sorted(out.items()))
 
 

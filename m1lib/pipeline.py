@@ -5,6 +5,10 @@ notebook calls: it reads the snapshot the report runner froze for this run, or,
 for a notebook opened by hand, builds one the same way. Measurements and their
 failures go to the manifest's output folder (:attr:`Manifest.output_dir`), cached
 by content (:mod:`m1lib.cache`).
+
+:mod:`m1lib.measure` and :mod:`m1lib.synth` (scipy's optimisers and distributions:
+seconds to import) are imported only when something is measured or generated, so a
+report with nothing to redo, and every notebook, start without them.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import __version__, cache, measure, synth
+from . import __version__, cache
 from .dataset import Dataset, load_dataset, validate
 from .errors import DataError
 from .fsutil import (RunLock, recover_dir, replace_dir, sha256_file, staging_dir, to_tsv,
@@ -107,6 +111,8 @@ def ensure_replica(manifest: Manifest, log=print) -> None:
             "incomplete" if have is None else "made with other settings"
         r = manifest.replica
         log(f"generating the replica ({why}; seed {r.seed}, {r.n_als} ALS + {r.n_hs} HS) into {root} ...")
+        from . import synth  # slow import, only when generating
+
         stage = staging_dir(root)
         synth.generate(stage, seed=r.seed, n_als=r.n_als, n_hs=r.n_hs, oblique=r.oblique)
         write_atomic(stage / REPLICA_RECORD, json.dumps(want, indent=1, sort_keys=True) + "\n")
@@ -128,6 +134,8 @@ def dask_client(address: str):
 
 
 def _measure(ds: Dataset, jobs, executor, scheduler, log) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from . import measure  # slow import, only when measuring
+
     s = ds.manifest.settings
     n = sum(1 for pid in ds.images if pid in ds.annotations)
     client = own = None
@@ -286,6 +294,8 @@ def audit_figures(ds: Dataset, participants, folder: Path, stem: str = "{pid}_au
     """Draw the audit figure (slice crops with ROI, caliper and fitted edges; each profile with
     its fitted model) of each participant into ``folder`` in each format, with the manifest's
     settings. Returns the paths written."""
+    from . import measure  # slow import, only when drawing
+
     s = ds.manifest.settings
     paths = []
     for pid in participants:

@@ -244,6 +244,9 @@ def _run_in_stage(tables, record, m, manifest, out, stage, every, selected, jobs
         runs[name] = NotebookRun(name, "cached", key=keys[name])
     (stage / "notebooks").mkdir(exist_ok=True)
     if todo:
+        # longest first (by the previous run's times), so the last notebook to start is a short one
+        took = {n: v.get("seconds", 0.0) for n, v in previous.get("notebooks", {}).items()}
+        todo.sort(key=lambda nb: -took.get(nb.stem, 0.0))
         kernel = ensure_kernel()
         n_jobs = min(jobs, len(todo))
         log(f"running {len(todo)} notebook(s) with {n_jobs} job(s); {len(carry)} unchanged")

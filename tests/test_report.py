@@ -1,6 +1,8 @@
 """The report end to end: one snapshot per run, exit codes, atomic replacement, --only."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -105,25 +107,41 @@ def test_rerun_with_nothing_changed_leaves_the_report_as_it_is(measured_report, 
 
 
 # --------------------------------------------------------------------------- exit codes
-def test_exit_1_failing_notebook_leaves_previous_report_intact(measured_report, tmp_path, capsys):
-    manifest, out = measured_report
+@pytest.fixture(scope="module")
+def failing_run(measured_report, tmp_path_factory):
+    """One run over a copy of the shared report with two broken notebooks: 05 raises,
+    01 never records its outputs."""
+    manifest, shared = measured_report
+    base = tmp_path_factory.mktemp("failing")
+    out = base / "reports" / "latest"
+    shutil.copytree(shared, out)
     before = tree_digest(out)
-    nbdir = _notebooks_with(tmp_path, "05_dpr_subgroups", "raise ValueError('deliberate failure for the test')")
-    code = report.run_report(manifest, out, jobs=2, force=True, only=["05"], notebook_dir=nbdir, **QUIET)
-    err = capsys.readouterr().err
+    nbdir = _notebooks_with(base, "05_dpr_subgroups", "raise ValueError('deliberate failure for the test')")
+    nb = nbformat.read(nbdir / "01_cohort.ipynb", as_version=4)
+    nb.cells = [c for c in nb.cells if "rec.finish()" not in c.source]
+    nbformat.write(nb, nbdir / "01_cohort.ipynb")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = report.run_report(manifest, out, jobs=2, force=True, only=["01", "05"], notebook_dir=nbdir, **QUIET)
+    return code, err.getvalue(), out, before
+
+
+def test_exit_1_when_a_notebook_raises(failing_run):
+    code, err, _, _ = failing_run
     assert code == 1
     assert "05_dpr_subgroups" in err and "cell " in err and "raise ValueError" in err and "deliberate failure" in err
+
+
+def test_exit_1_when_a_notebook_skips_its_record(failing_run):
+    code, err, _, _ = failing_run
+    assert code == 1 and "01_cohort failed: RuntimeError: the notebook finished without recording" in err
+
+
+def test_a_failed_run_leaves_the_previous_report_byte_identical(failing_run):
+    _, _, out, before = failing_run
     assert tree_digest(out) == before
     assert (out.parent / f"{out.name}-failed" / "05_dpr_subgroups.ipynb").is_file()
     assert not list(out.parent.glob(f".{out.name}.staging-*"))
-
-
-def test_exit_1_notebook_that_skips_its_record(measured_report, tmp_path, capsys):
-    manifest, _ = measured_report
-    nbdir = _notebooks_with(tmp_path, "01_cohort", "", drop="rec.finish()")
-    code = report.run_report(manifest, tmp_path / "r", only=["01"], jobs=1, notebook_dir=nbdir, **QUIET)
-    assert code == 1
-    assert "without recording its outputs" in capsys.readouterr().err
 
 
 def test_exit_1_when_there_is_no_notebook(measured_report, tmp_path, capsys):
@@ -283,8 +301,8 @@ def test_replica_report_reproduces_reader_table_exactly(replica_report):
 def test_replica_report_is_deterministic(replica_report, tmp_path):
     manifest, out = replica_report
     again = tmp_path / "again"
-    # the two notebooks with resampling and the measurement figures, re-run from scratch
-    assert report.run_report(manifest, again, only=["04", "06"], jobs=2, **QUIET) == 0
+    # the notebook with bootstrap resampling and Fig 2, re-run from scratch
+    assert report.run_report(manifest, again, only=["04"], jobs=2, **QUIET) == 0
     for sub in ("tables", "figures"):
         new = tree_digest(again, sub)
         assert new and all(tree_digest(out, sub)[k] == v for k, v in new.items())

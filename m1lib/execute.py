@@ -26,10 +26,13 @@ def packaged_notebooks() -> Path:
     """The folder of the report's notebooks: ``m1lib.notebooks`` wherever it is installed
     (the repository's ``notebooks/`` in an editable install or a source tree)."""
     try:
-        folder = Path(str(resources.files("m1lib.notebooks")))
-        if folder.is_dir():
-            return folder
-    except (ModuleNotFoundError, TypeError):
+        # m1lib.notebooks has no __init__.py: a namespace package, whose files() is a
+        # MultiplexedPath; its entries are real paths (wheels install unzipped)
+        found = [Path(str(t)) for t in resources.files("m1lib.notebooks").iterdir()
+                 if t.name.endswith(".ipynb")]
+        if found and found[0].is_file():
+            return found[0].parent
+    except (ModuleNotFoundError, TypeError, FileNotFoundError, NotADirectoryError):
         pass
     return Path(__file__).resolve().parents[1] / "notebooks"  # a source tree, not installed
 

@@ -113,24 +113,30 @@ def test_a_regular_wheel_install_runs_every_notebook_outside_the_repository(tmp_
                     "-w", str(dist), str(ROOT)], check=True, capture_output=True)
     wheel = next(dist.glob("m1lib-*.whl"))
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
+    # the new venv's own pip (never this environment's: it would uninstall our editable m1lib)
+    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--no-compile", "-q", str(wheel)],
+                   check=True, capture_output=True)
     site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
-    # dependencies come from this environment (no download); m1lib itself only from the wheel
+    # dependencies come from this environment (no download), after the wheel's m1lib on sys.path
     deps = Path(sysconfig.get_paths()["purelib"])
-    (site / "_m1lib_test_deps.pth").write_text(f"{deps}\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "-q",
-                    "--prefix", str(venv), str(wheel)], check=True, capture_output=True)
+    (site / "zz_m1lib_test_deps.pth").write_text(f"{deps}\n")
     where = subprocess.run([str(py), "-c", "import m1lib, m1lib.execute as e; "
                             "print(m1lib.__file__); print(e.packaged_notebooks())"],
                            capture_output=True, text=True, check=True, cwd=tmp_path).stdout.split()
     assert all(Path(w).is_relative_to(venv) for w in where), where
+    assert Path(where[1]).parts[-2:] == ("m1lib", "notebooks"), where
     work = tmp_path / "elsewhere"
     work.mkdir()
     (work / "my.yaml").write_text(f"dataset: {manifest.parent}\nsettings:\n  n_bootstrap: 200\n")
-    run = subprocess.run([str(py), "-m", "m1lib", "report", "--manifest", "my.yaml", "--out", "my_report"],
-                         cwd=work, capture_output=True, text=True, env={**os.environ, "JUPYTER_PATH": ""})
+    # ... and so do their data files (nbconvert's templates), but not our own kernelspec
+    shared = tmp_path / "jupyter"
+    shared.mkdir()
+    (shared / "nbconvert").symlink_to(Path(sys.prefix) / "share" / "jupyter" / "nbconvert")
+    run = subprocess.run([str(venv / "bin" / "m1lib"), "report", "--manifest", "my.yaml", "--out", "my_report"],
+                         cwd=work, capture_output=True, text=True, env={**os.environ, "JUPYTER_PATH": str(shared)})
     assert run.returncode == 0, run.stderr[-3000:]
     prov = json.loads((work / "my_report" / "provenance.json").read_text())
     assert prov["interpreter"] == str(py) and prov["git"]["commit"] is None

@@ -30,7 +30,7 @@ report: setup
 	$(BIN)/m1lib report $(REPORT_ARGS)
 
 test: setup chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --verbose --durations=15
 
 lab: setup lab-check
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)

@@ -12,18 +12,25 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
+# Set-up says what it does: pip prints each package it collects and installs (the first
+# time takes a few minutes; afterwards nothing is reinstalled until pyproject.toml changes).
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,dask]'
-	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "m1lib (project .venv)"
+	@test -x $(BIN)/python || { echo "setup: creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
+	@echo "setup: upgrading pip in $(VENV)"
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "setup: installing m1lib (editable) with its dependencies, dev and dask extras into $(VENV):"
+	@$(BIN)/python -m pip install --progress-bar off -e '.[dev,dask]' 2>&1 | grep -E '^(Collecting|Successfully installed|ERROR)' || true
+	@$(BIN)/python -c "import m1lib" || { echo "setup: installation failed (run: $(BIN)/python -m pip install -e '.[dev,dask]')"; exit 1; }
+	@echo "setup: registering the Jupyter kernel '$(KERNEL)' inside $(VENV)"
+	@$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "m1lib (project .venv)" >/dev/null
 	@touch $(STAMP)
+	@echo "setup: done"
 
 report: setup
-	$(BIN)/m1lib report
+	$(BIN)/m1lib report $(REPORT_ARGS)
 
 test: setup chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --verbose --durations=15
 
 lab: setup lab-check
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)

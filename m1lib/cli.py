@@ -1,7 +1,8 @@
 """The ``m1lib`` command: ``validate``, ``synth``, ``measure``, ``report``.
 
-A problem with the user's data is one line per problem on stderr and exit 2; a
-bug is a traceback and exit 1.
+Exit codes: 0 success; 2 a problem with the user's data, manifest or arguments (one
+line per problem on stderr, never a traceback); 3 participants that could not be
+measured; 1 a bug (a traceback). Every numeric option is range-checked here.
 """
 from __future__ import annotations
 
@@ -21,8 +22,11 @@ def _cmd_validate(args) -> int:
 
     manifest = load_manifest(args.manifest)
     if manifest.replica is not None and not manifest.root.exists():
-        print(f"{manifest.root}: the replica has not been generated yet; "
-              f"run 'm1lib synth --manifest {args.manifest}' or 'm1lib report'", file=sys.stderr)
+        r = manifest.replica
+        print(f"{manifest.root}: the replica has not been generated yet; run "
+              f"'m1lib report --manifest {args.manifest}' (generates it, then reports) or "
+              f"'m1lib synth --out {manifest.root} --seed {r.seed} --n-als {r.n_als} --n-hs {r.n_hs}"
+              f"{' --oblique' if r.oblique else ''}'", file=sys.stderr)
         return 2
     ds, problems = validate(manifest, full=not args.quick)
     if problems:
@@ -51,14 +55,29 @@ def _cmd_measure(args) -> int:
     from .pipeline import measure_from_manifest
 
     return measure_from_manifest(args.manifest, out=args.out, jobs=args.jobs,
-                                 audit=args.audit)
+                                 audit=args.audit, scheduler=args.scheduler)
 
 
 def _cmd_report(args) -> int:
     from .report import run_report
 
     return run_report(manifest=args.manifest, out=args.out, only=args.only,
-                      jobs=args.jobs, force=args.force)
+                      jobs=args.jobs, force=args.force, scheduler=args.scheduler,
+                      allow_unmeasured=True if args.allow_unmeasured else None)
+
+
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low`` (argparse prints the error and exits 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,26 +95,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="generate the replica cohort (images, annotations, reads, truth)")
     p.add_argument("--out", type=Path, required=True, help="folder to write the dataset into")
-    p.add_argument("--seed", type=int, default=20160301)
-    p.add_argument("--n-als", type=int, default=22)
-    p.add_argument("--n-hs", type=int, default=14)
+    p.add_argument("--seed", type=_int_at_least(0), default=20160301)
+    p.add_argument("--n-als", type=_int_at_least(2), default=22)
+    p.add_argument("--n-hs", type=_int_at_least(2), default=14)
     p.add_argument("--oblique", action="store_true", help="tilt the slab's affine")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("measure", help="measure thickness, intensity and R2* from images and annotations")
     p.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST, help="data manifest (default: %(default)s)")
     p.add_argument("--out", type=Path, default=None,
-                   help="measurement table (default: derivatives/m1lib/measurements.tsv in the dataset)")
-    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of cores)")
+                   help="measurement table (default: measurements.tsv in the output folder: the "
+                        "dataset's derivatives/m1lib/ when writable, see 'outputs' in docs/data.md)")
+    p.add_argument("--jobs", type=_int_at_least(1), default=None, help="worker processes (default: number of cores)")
     p.add_argument("--audit", action="store_true", help="also draw an audit figure per participant")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="measure on a running dask.distributed cluster (e.g. tcp://host:8786; "
+                        "default: settings.scheduler)")
     p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser("report", help="run every notebook with papermill into figures, tables, HTML and results.json")
     p.add_argument("--manifest", default=DEFAULT_MANIFEST, help="data manifest (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("reports/latest"), help="report folder (default: %(default)s)")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run only these notebooks (e.g. 04_correlations)")
-    p.add_argument("--jobs", type=int, default=None, help="notebooks run at once (default: number of cores)")
+    p.add_argument("--jobs", type=_int_at_least(1), default=None,
+                   help="notebooks run at once, and measurement workers (default: number of cores)")
     p.add_argument("--force", action="store_true", help="re-run notebooks whose inputs did not change")
+    p.add_argument("--allow-unmeasured", action="store_true",
+                   help="report without participants that could not be measured (and say so); "
+                        "default: refuse with exit 3 (or settings.allow_unmeasured)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="measure on a running dask.distributed cluster (default: settings.scheduler)")
     p.set_defaults(func=_cmd_report)
     return parser
 

@@ -122,7 +122,7 @@ TABLE_COLUMNS: tuple[str, ...] = C.MEASUREMENT_KEY + C.MEASUREMENT_VALUES + (
     "noise_sigma", "qc_sharpness_ratio", "qc_sharpness_relative", "qc_motion",
     "affine_source", "session",
 )
-FAILURE_COLUMNS = ("participant_id", "kind", "reason")
+FAILURE_COLUMNS = ("participant_id", "label", "kind", "reason")
 
 
 @dataclass(frozen=True)
@@ -700,11 +700,13 @@ def _safe_measure(participant_id, echoes, markups_path, settings, audit_path, la
         return measure_participant(participant_id, echoes, markups_path, settings=settings,
                                    audit_path=audit_path, label_map=label_map, session=session), None
     except DataError as exc:
-        return None, (participant_id, "data", ses + " | ".join(str(p) for p in exc.problems))
+        labels = {p.field for p in exc.problems}
+        label = labels.pop() if len(labels) == 1 and None not in labels else "n/a"
+        return None, (participant_id, label, "data", ses + " | ".join(str(p) for p in exc.problems))
     except Exception as exc:  # a bug: keep where it happened for the failures table
         last = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{Path(last.filename).name}:{last.lineno} in {last.name}"
-        return None, (participant_id, "error", f"{ses}{type(exc).__name__}: {exc} (at {where})")
+        return None, (participant_id, "n/a", "error", f"{ses}{type(exc).__name__}: {exc} (at {where})")
 
 
 def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, object], *,
@@ -745,7 +747,8 @@ def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, ob
     table : DataFrame
         All participants' rows, sorted by participant, hemisphere and area.
     failures : DataFrame
-        ``participant_id, kind, reason``: ``kind`` is ``data`` (a problem with the
+        ``participant_id, label, kind, reason`` (``label`` n/a when not one label):
+        ``kind`` is ``data`` (a problem with the
         inputs) or ``error`` (a bug or a crashed worker). Nobody is dropped
         silently; the caller decides the exit status.
     """
@@ -757,7 +760,7 @@ def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, ob
         pid, ses = split_key(key)
         ses = sessions.get(key, ses)
         if key not in annotations:
-            failures.append((pid, "data", f"{key}: no annotations file"))
+            failures.append((pid, "n/a", "data", f"{key}: no annotations file"))
             continue
         audit = str(Path(audit_dir) / f"{key}_audit.png") if audit_dir else None
         tasks.append((key, (pid, _echo_inputs(images[key]), str(annotations[key]), s, audit,
@@ -777,7 +780,8 @@ def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, ob
                 try:
                     results[key] = fut.result()
                 except Exception as exc:  # the worker died (e.g. out of memory)
-                    results[key] = (None, (split_key(key)[0], "error", f"{type(exc).__name__}: {exc}"))
+                    results[key] = (None, (split_key(key)[0], "n/a", "error",
+                                           f"{type(exc).__name__}: {exc}"))
         finally:
             if own:
                 executor.shutdown()

@@ -1,177 +1,206 @@
 """From a manifest to analysable tables: generate the replica, validate, measure (cached).
 
-The measurement cache lives in the dataset's ``derivatives/m1lib/`` and is keyed on
-the SHA-256 of every input file (images, sidecars, annotations) and of the
-measurement settings, so an edited annotation is picked up by the next run.
+:func:`build_tables` does it once per run; :func:`open_snapshot` is what every
+notebook calls: it reads the snapshot the report runner froze for this run, or,
+for a notebook opened by hand, builds one the same way. Measurements and their
+failures go to the manifest's output folder (:attr:`Manifest.output_dir`), cached
+by content (:mod:`m1lib.cache`).
+
+:mod:`m1lib.measure` and :mod:`m1lib.synth` (scipy's optimisers and distributions:
+seconds to import) are imported only when something is measured or generated, so a
+report with nothing to redo, and every notebook, start without them.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
-import tempfile
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
-from . import __version__
-from .dataset import Dataset, load_dataset
+from . import __version__, cache
+from .dataset import Dataset, load_dataset, validate
 from .errors import DataError
-from .manifest import Manifest, load_manifest
+from .fsutil import (RunLock, recover_dir, replace_dir, sha256_file, staging_dir, to_tsv,
+                     write_atomic)
+from .manifest import DERIVATIVES_OUTPUT, Manifest, load_manifest
+from .progress import Progress
+from .snapshot import SNAPSHOT_DIR, Tables, freeze, read_meta, roundtrip, thaw
 
-MEASURE_DIR = Path("derivatives") / "m1lib"
-MEASURE_FILE = MEASURE_DIR / "measurements.tsv"
-FAILURES_FILE = MEASURE_DIR / "measurement_failures.tsv"
-KEY_FILE = MEASURE_DIR / "measurements.inputs.json"
+__all__ = ["Tables", "build_tables", "load_tables", "open_snapshot", "unmeasured", "ensure_replica",
+           "measure_cached", "measure_from_manifest", "audit_figures", "to_tsv", "write_atomic",
+           "sha256_file", "measurement_code_hash"]
 
-
-@dataclass
-class Tables:
-    """What the analyses need, as tidy tables."""
-
-    manifest: Manifest
-    participants: pd.DataFrame
-    reads: pd.DataFrame
-    measurements: pd.DataFrame
-    source: str  # "precomputed" or "measured"
-    truth: pd.DataFrame | None = None
-    truth_participants: pd.DataFrame | None = None
+MEASURE_NAME = "measurements.tsv"
+REPLICA_RECORD = ".m1lib-replica.json"
+measurement_code_hash = cache.measurement_code_hash
+UNMEASURED_COLUMNS = ["participant_id", "label", "reason"]
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+# --------------------------------------------------------------------------- the replica
+def replica_record(manifest: Manifest) -> dict:
+    """What a replica generated for ``manifest`` is: its seed, sizes and generator code."""
+    r = manifest.replica
+    return {"seed": r.seed, "n_als": r.n_als, "n_hs": r.n_hs, "oblique": r.oblique,
+            "generator": cache.code_hash(("synth",))}
 
 
-def measurement_inputs(ds: Dataset, known: dict | None = None) -> dict[str, dict]:
-    """SHA-256, size and mtime of every file a measurement reads, by dataset-relative path.
-
-    A file whose size and mtime (ns) equal those recorded in ``known`` keeps its recorded
-    digest instead of being read again (as git and make do); any write, such as the
-    explorer saving an annotation, changes the mtime and so the file is hashed anew.
-    """
-    root = ds.manifest.root
-    files = []
-    for echoes in ds.images.values():
-        for e in echoes:
-            files += [e.path, *e.sidecars]  # inherited sidecars too (m1lib.dataset)
-    files += list(ds.annotations.values())
-    files += [f for lm in ds.label_maps.values() for f in (lm.path, lm.lookup)]
-    known = known or {}
-    out = {}
-    for p in sorted(set(files)):
-        rel = str(p.relative_to(root))
-        st = p.stat()
-        prev = known.get(rel) or {}
-        same = prev.get("size") == st.st_size and prev.get("mtime_ns") == st.st_mtime_ns
-        out[rel] = {"sha256": prev["sha256"] if same and "sha256" in prev else sha256_file(p),
-                    "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    return out
-
-
-#: Modules whose code decides the measured numbers: a change to any re-measures.
-MEASUREMENT_CODE = ("measure.py", "profile.py", "geometry.py", "markups.py")
-
-
-def measurement_code_hash() -> str:
-    h = hashlib.sha256()
-    for name in MEASUREMENT_CODE:
-        h.update((Path(__file__).parent / name).read_bytes())
-    return h.hexdigest()
-
-
-def measurement_key(ds: Dataset, known: dict | None = None) -> tuple[dict, dict]:
-    """The cache key of a measurement (content digests, settings, code) and the file stats."""
-    s = ds.manifest.settings
-    files = measurement_inputs(ds, known)
-    key = {"m1lib": __version__, "code": measurement_code_hash(),
-           "settings": {"areas": list(s.areas), "roi_area_mm2": s.roi_area_mm2,
-                        "intensity_echo": s.intensity_echo},
-           "inputs": {rel: f["sha256"] for rel, f in files.items()}}
-    return key, files
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def _read_record(root: Path) -> dict | None:
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return json.loads((root / REPLICA_RECORD).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
-def to_tsv(df: pd.DataFrame) -> str:
-    """Deterministic TSV text (``n/a`` for missing, full float precision)."""
-    return df.to_csv(sep="\t", index=False, na_rep="n/a", lineterminator="\n", float_format="%.10g")
+def _made_by_synth(root: Path) -> str | None:
+    """synth's own note of what it generated ("seed=.. n_als=.. ..."), or None."""
+    try:
+        desc = json.loads((root / "dataset_description.json").read_text())
+        return next(g.get("Description", "") for g in desc.get("GeneratedBy", [])
+                    if g.get("Name") == "m1lib synth")
+    except (OSError, json.JSONDecodeError, StopIteration, AttributeError):
+        return None
+
+
+def _adoptable(manifest: Manifest) -> bool:
+    """A replica generated without the runner (``m1lib synth``, a test) is taken as it is
+    when synth's note matches the manifest and the dataset is complete (every image read
+    to its end): what an interrupted generation cannot be."""
+    r = manifest.replica
+    note = _made_by_synth(manifest.root)
+    want = f"seed={r.seed} n_als={r.n_als} n_hs={r.n_hs} oblique={str(bool(r.oblique)).lower()}"
+    if note != want:
+        return False
+    _, problems = validate(manifest, full=True)
+    return not problems
 
 
 def ensure_replica(manifest: Manifest, log=print) -> None:
-    """Generate the replica into the dataset folder when the manifest asks and it is missing."""
-    if manifest.replica is None or (manifest.root / "participants.tsv").is_file():
+    """Generate the replica when the manifest asks for one and it is missing, incomplete or
+    made with another seed, size or generator.
+
+    It is generated into a staging folder beside the dataset and renamed into place
+    (the old one survives a crash), under a lock; the record of what was generated
+    (:data:`REPLICA_RECORD`) is written last.
+    """
+    if manifest.replica is None:
         return
-    from . import synth
+    root = manifest.root
+    want = replica_record(manifest)
+    have = _read_record(root)
+    if have == want:
+        return
+    if root.is_dir() and have is None and _adoptable(manifest):
+        try:
+            write_atomic(root / REPLICA_RECORD, json.dumps(want, indent=1, sort_keys=True) + "\n")
+        except OSError:
+            pass  # a read-only replica: adopted again (validated) next time
+        return
+    with RunLock(root, wait_s=1800, log=log):
+        recover_dir(root, log=log)
+        have = _read_record(root)
+        if have == want:
+            return  # another run generated it meanwhile
+        if root.is_dir() and any(root.iterdir()) and have is None and _made_by_synth(root) is None:
+            raise DataError("the manifest asks for a replica here, but this folder holds something "
+                            "else; point 'dataset' elsewhere or remove 'replica:' to analyse it",
+                            file=root, field="replica")
+        why = "missing" if have is None and not root.exists() else \
+            "incomplete" if have is None else "made with other settings"
+        r = manifest.replica
+        log(f"generating the replica ({why}; seed {r.seed}, {r.n_als} ALS + {r.n_hs} HS) into {root} ...")
+        from . import synth  # slow import, only when generating
 
-    r = manifest.replica
-    log(f"generating the replica (seed {r.seed}, {r.n_als} ALS + {r.n_hs} HS) into {manifest.root} ...")
-    synth.generate(manifest.root, seed=r.seed, n_als=r.n_als, n_hs=r.n_hs, oblique=r.oblique)
+        stage = staging_dir(root)
+        synth.generate(stage, seed=r.seed, n_als=r.n_als, n_hs=r.n_hs, oblique=r.oblique)
+        write_atomic(stage / REPLICA_RECORD, json.dumps(want, indent=1, sort_keys=True) + "\n")
+        replace_dir(stage, root)
 
 
-def measure_cached(ds: Dataset, *, jobs: int | None = None, executor=None, force: bool = False,
-                   out: Path | None = None, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Measure every analysed participant, reusing the cached table when inputs are unchanged.
+# --------------------------------------------------------------------------- measuring
+def dask_client(address: str):
+    """A ``dask.distributed.Client`` of the scheduler at ``address`` (dask is optional)."""
+    try:
+        from dask.distributed import Client  # optional dependency: m1lib[dask]
+    except ImportError:
+        raise DataError("a dask scheduler was given but dask.distributed is not installed "
+                        "(pip install 'm1lib[dask]')", field="scheduler") from None
+    try:
+        return Client(address, timeout="15s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise DataError(f"cannot reach the dask scheduler at {address!r}: {exc}", field="scheduler") from None
+
+
+def _measure(ds: Dataset, jobs, executor, scheduler, log) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from . import measure  # slow import, only when measuring
+
+    s = ds.manifest.settings
+    n = sum(1 for pid in ds.images if pid in ds.annotations)
+    client = own = None
+    if executor is None and scheduler:
+        executor = client = dask_client(scheduler)
+        log(f"measuring {len(ds.images)} participants on the dask cluster at {scheduler} ...")
+    else:
+        log(f"measuring {len(ds.images)} participants ...")
+    if executor is None:
+        workers = min(jobs or os.cpu_count() or 1, max(n, 1))
+        executor = own = cache._Serial() if workers == 1 else ProcessPoolExecutor(workers)
+    bar = Progress(n, "measuring")
+    try:
+        return measure.measure_dataset(
+            **ds.measure_inputs(), executor=cache.CountingExecutor(executor, bar.advance),
+            areas=s.areas, roi_area_mm2=s.roi_area_mm2, intensity_echo=s.intensity_echo)
+    finally:
+        if own is not None:
+            own.shutdown()
+        if client is not None:
+            client.close()
+
+
+def measure_cached(ds: Dataset, *, jobs: int | None = None, executor=None, scheduler: str | None = None,
+                   force: bool = False, out: Path | None = None, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Measure every participant with images, reusing the cached table when its key holds.
+
+    Parameters
+    ----------
+    ds : Dataset
+    jobs : int, optional
+        Worker processes (default: CPU count). Ignored with ``executor``/``scheduler``.
+    executor : concurrent.futures.Executor, optional
+        Any executor, e.g. a ``dask.distributed.Client``.
+    scheduler : str, optional
+        Address of a dask scheduler to measure on (default: ``settings.scheduler``).
+    force : bool
+        Measure even when the cache is current.
+    out : Path, optional
+        The measurement table (default: ``measurements.tsv`` in the output folder).
 
     Returns
     -------
     measurements, failures : DataFrame
+        As written and read back, so a first and a cached run see identical tables.
     """
-    from . import measure
-
-    root = ds.manifest.root
-    table_path = out or root / MEASURE_FILE
-    key_path = table_path.with_name(table_path.stem + ".inputs.json")
-    fail_path = table_path.with_name(table_path.stem + "_failures.tsv")
-    try:
-        stored = json.loads(key_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        stored = {}
-    key, files = measurement_key(ds, stored.get("files"))
-    if not force and table_path.is_file() and stored.get("key") == key:
-        return _read_measured(table_path, fail_path)
-    s = ds.manifest.settings
-    log(f"measuring {len(ds.images)} participants ...")
-    table, failures = measure.measure_dataset(
-        **ds.measure_inputs(), areas=s.areas, roi_area_mm2=s.roi_area_mm2,
-        intensity_echo=s.intensity_echo, jobs=jobs, executor=executor)
-    if table_path == root / MEASURE_FILE:
-        desc = root / MEASURE_DIR / "dataset_description.json"
-        write_atomic(desc, json.dumps({"Name": "m1lib measurements", "BIDSVersion": "1.9.0",
-                                       "DatasetType": "derivative",
-                                       "GeneratedBy": [{"Name": "m1lib", "Version": __version__}]},
-                                      indent=2, sort_keys=True) + "\n")
-    write_atomic(table_path, to_tsv(table))
-    write_atomic(fail_path, to_tsv(failures))
-    # last: the key vouches for a complete table
-    write_atomic(key_path, json.dumps({"key": key, "files": files}, sort_keys=True, indent=1))
-    # Analyse what was written, so a first run and a cached run see identical numbers.
-    return _read_measured(table_path, fail_path)
+    out_dir = ds.manifest.output_dir
+    table_path = Path(out) if out else out_dir / MEASURE_NAME
+    scheduler = scheduler or ds.manifest.settings.scheduler
+    ok, key, files = cache.cached(ds, table_path)
+    if ok and not force:
+        return cache.read_measured(table_path)
+    with RunLock(table_path, wait_s=1800, log=log):
+        ok, key, files = cache.cached(ds, table_path)  # another run may have measured meanwhile
+        if not (ok and not force):
+            table, failures = _measure(ds, jobs, executor, scheduler, log)
+            desc = None
+            if table_path.parent == ds.manifest.root / DERIVATIVES_OUTPUT:
+                desc = {"Name": "m1lib measurements", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+                        "GeneratedBy": [{"Name": "m1lib", "Version": __version__}]}
+            cache.store(table_path, table, failures, key, files, desc)
+    return cache.read_measured(table_path)
 
 
-def _read_measured(table_path: Path, fail_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    table = pd.read_csv(table_path, sep="\t", keep_default_na=False, na_values=["n/a"])
-    failures = (pd.read_csv(fail_path, sep="\t", keep_default_na=False, na_values=["n/a"])
-                if fail_path.is_file() else pd.DataFrame(columns=["participant_id", "kind", "reason"]))
-    return table, failures
-
-
+# --------------------------------------------------------------------------- the tables
 def _read_truth(root: Path):
     tdir = root / "derivatives" / "truth"
     if not (tdir / "truth_areas.tsv").is_file():
@@ -182,30 +211,90 @@ def _read_truth(root: Path):
     return t, tp
 
 
-def load_tables(manifest: Manifest | str | Path = "data_manifest.yaml", *, jobs: int | None = None,
-                log=print) -> Tables:
-    """Everything the notebooks analyse, from a manifest (generating and measuring as needed)."""
-    if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest)
+def _as_manifest(manifest) -> Manifest:
+    return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+
+
+def build_tables(manifest: Manifest | str | Path = "data_manifest.yaml", *, jobs: int | None = None,
+                 executor=None, scheduler: str | None = None, log=print) -> Tables:
+    """Validate once (:class:`DataError` listing every problem), generate the replica or
+    measure as needed (cached), and return the tables a run analyses."""
+    manifest = _as_manifest(manifest)
     ensure_replica(manifest, log=log)
     ds = load_dataset(manifest)
     if ds.measurements is not None:
         meas, source = ds.measurements, "precomputed"
+        failures = cache.normalise_failures(pd.DataFrame(columns=list(cache.FAILURE_COLUMNS)))
     else:
-        meas, failures = measure_cached(ds, jobs=jobs, log=log)
+        meas, failures = measure_cached(ds, jobs=jobs, executor=executor, scheduler=scheduler, log=log)
         source = "measured"
     # the analyses use the areas the settings name (a precomputed table may hold more)
     meas = meas[meas["area"].isin(manifest.settings.areas)].reset_index(drop=True)
     truth, truth_p = _read_truth(manifest.root)
-    return Tables(manifest, ds.participants, ds.reads, meas, source, truth, truth_p)
+    return Tables(manifest=manifest, participants=ds.participants, reads=ds.reads, measurements=meas,
+                  source=source, truth=truth, truth_participants=truth_p, failures=failures)
 
 
+def run_record(tables: Tables) -> dict:
+    """What a snapshot records beside its tables: dataset kind, output folder, unmeasured."""
+    m = tables.manifest
+    out = m.output_dir if tables.source == "measured" else None
+    inside = out is not None and Path(out).is_relative_to(Path(m.root).absolute())
+    return {"dataset_kind": "replica" if m.replica is not None else "user",
+            "dataset": str(m.root),
+            "output_dir": str(out) if out is not None else None,
+            "output_dir_inside_dataset": inside,
+            "unmeasured": unmeasured(tables).to_dict("records")}
+
+
+def load_tables(manifest: Manifest | str | Path = "data_manifest.yaml", *, jobs: int | None = None,
+                log=print) -> Tables:
+    """Everything the notebooks analyse, exactly as a notebook reads it from its snapshot."""
+    tables = build_tables(manifest, jobs=jobs, log=log)
+    return roundtrip(tables, run_record(tables))
+
+
+def open_snapshot(manifest: str | Path = "data_manifest.yaml", out_dir: str | Path = ".", *,
+                  log=print) -> Tables:
+    """The tables a notebook analyses: the run's snapshot in ``out_dir``.
+
+    Under ``m1lib report`` the runner has frozen it there before any notebook
+    started; a notebook opened by hand builds one with :func:`build_tables` and
+    freezes it into ``out_dir`` the same way.
+    """
+    folder = Path(out_dir) / SNAPSHOT_DIR
+    meta = read_meta(folder)
+    if meta and meta.get("origin") == "report" and meta.get("manifest_path") == str(Path(manifest).resolve()):
+        return thaw(folder)
+    tables = build_tables(manifest, log=log)
+    freeze(tables, folder, {**run_record(tables), "origin": "notebook"})
+    return thaw(folder)
+
+
+def unmeasured(tables: Tables) -> pd.DataFrame:
+    """Analysed participants (and labels) with no measurement: ``participant_id, label, reason``.
+
+    Failures of excluded participants (measured only for the motion QC) are not
+    counted; an analysed participant with neither rows nor a failure is.
+    """
+    p = tables.participants
+    analysed = set(p.loc[~p["excluded"].astype(bool), "participant_id"])
+    f = tables.failures if tables.failures is not None else pd.DataFrame(columns=cache.FAILURE_COLUMNS)
+    rows = [(r.participant_id, r.label, r.reason) for r in f.itertuples(index=False)
+            if r.participant_id in analysed]
+    named = {r[0] for r in rows}
+    have = set(tables.measurements["participant_id"])
+    rows += [(pid, "n/a", "no measurement rows") for pid in sorted(analysed - have - named)]
+    return pd.DataFrame(sorted(rows), columns=UNMEASURED_COLUMNS)
+
+
+# --------------------------------------------------------------------------- commands
 def audit_figures(ds: Dataset, participants, folder: Path, stem: str = "{pid}_audit",
                   formats=("png",)) -> list[Path]:
     """Draw the audit figure (slice crops with ROI, caliper and fitted edges; each profile with
     its fitted model) of each participant into ``folder`` in each format, with the manifest's
     settings. Returns the paths written."""
-    from . import measure
+    from . import measure  # slow import, only when drawing
 
     s = ds.manifest.settings
     paths = []
@@ -213,13 +302,14 @@ def audit_figures(ds: Dataset, participants, folder: Path, stem: str = "{pid}_au
         for fmt in formats:
             path = Path(folder) / f"{stem.format(pid=pid)}.{fmt}"
             paths.append(measure.audit_figure(pid, ds.images[pid], ds.annotations[pid], out_path=path,
-                                              label_map=ds.label_maps.get(pid), areas=s.areas, roi_area_mm2=s.roi_area_mm2,
+                                              label_map=ds.label_maps.get(pid), areas=s.areas,
+                                              roi_area_mm2=s.roi_area_mm2,
                                               intensity_echo=s.intensity_echo))
     return paths
 
 
 def measure_from_manifest(manifest_path, *, out: Path | None = None, jobs: int | None = None,
-                          audit: bool = False, log=print) -> int:
+                          audit: bool = False, scheduler: str | None = None, log=print) -> int:
     """The ``m1lib measure`` command: 0 when every participant was measured, 3 when some failed."""
     manifest = load_manifest(manifest_path)
     ensure_replica(manifest, log=log)
@@ -227,8 +317,8 @@ def measure_from_manifest(manifest_path, *, out: Path | None = None, jobs: int |
     if ds.measurements is not None:
         raise DataError(f"the dataset has precomputed measurements ({manifest.files.measurements}); "
                         "nothing to measure from images", file=manifest.path, field="files.measurements")
-    table, failures = measure_cached(ds, jobs=jobs, force=True, out=out, log=log)
-    target = out or manifest.root / MEASURE_FILE
+    table, failures = measure_cached(ds, jobs=jobs, force=True, out=out, scheduler=scheduler, log=log)
+    target = Path(out) if out else manifest.output_dir / MEASURE_NAME
     if audit:
         adir = target.parent / "audit"
         audit_figures(ds, sorted(ds.images), adir)
@@ -236,6 +326,6 @@ def measure_from_manifest(manifest_path, *, out: Path | None = None, jobs: int |
     log(f"wrote {target} ({len(table)} rows)")
     if len(failures):
         for r in failures.itertuples(index=False):
-            print(f"m1lib: {r.participant_id}: measurement failed: {r.reason}", file=sys.stderr)
+            print(f"m1lib: {r.participant_id}: {r.label}: could not be measured: {r.reason}", file=sys.stderr)
         return 3
     return 0

@@ -1,40 +1,50 @@
 """The report: run every notebook with papermill into figures, tables, HTML and results.json.
 
-The run is built in a staging folder beside the target and swapped into place only
-when it is complete, so a failed or interrupted run leaves the previous report as
-it was. Each notebook records what it produced through :class:`Recorder`; a
-notebook that "succeeds" without that record, or whose listed files are missing,
-has failed.
+One run, in order: validate the dataset once (a problem: exit 2 before any notebook
+starts), generate the replica or measure (cached by content), refuse when analysed
+participants could not be measured (exit 3, unless allowed), freeze the tables into
+the run's snapshot, then run the notebooks on that snapshot. The run is built in a
+staging folder beside the target, under a lock, and swapped into place only when it
+is complete, so a failed, interrupted or killed run leaves the previous report as it
+was. Each notebook records what it produced through :class:`Recorder`; a notebook
+that "succeeds" without that record, or whose listed files are missing, has failed.
+
+Exit codes of :func:`run_report`: 0 success; 1 a notebook failed (a bug); 2 a problem
+with the data, manifest or arguments (also a ``DataError`` raised inside a notebook);
+3 participants that could not be measured.
 """
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
 
 from . import __version__
 from .errors import DataError
+from .execute import (KERNEL_NAME, NotebookRun, describe_failure, ensure_kernel, execute,
+                      export_html, notebooks, packaged_notebooks, strip_papermill_metadata)
+from .fsutil import RunLock, recover_dir, replace_dir, staging_dir
+from .manifest import load_manifest
+from .narrative import write_index
+from .pipeline import build_tables, run_record
+from .progress import Progress
+from .provenance import git_state, package_fingerprint, package_versions
+from .results import registry_from_json, registry_to_json
+from .snapshot import SNAPSHOT_DIR, freeze
 
-KERNEL_NAME = "m1lib"
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOK_DIR = packaged_notebooks()
 OUTPUTS = "_outputs"          # per-notebook records inside the report
-CELL_TIMEOUT_S = 600          # a hung cell cannot hang CI
-KERNEL_START_RETRIES = 3      # parallel kernel starts can race for ports (papermill#511)
-PACKAGES = ("numpy", "scipy", "pandas", "statsmodels", "nibabel", "matplotlib", "seaborn",
-            "papermill", "nbconvert", "nbclient", "ipykernel", "pydantic", "PyYAML")
+EXIT_OK, EXIT_BUG, EXIT_DATA, EXIT_UNMEASURED = 0, 1, 2, 3
+_execute = execute            # the benchmark's floor runs notebooks through the same call
 
 
 # --------------------------------------------------------------------------- recording
@@ -106,174 +116,20 @@ class Recorder:
         return path
 
 
-# --------------------------------------------------------------------------- helpers
-def notebooks(only: list[str] | None = None, folder: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The report's notebooks in the paper's order (``NN_name.ipynb``), optionally a subset."""
-    all_nb = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
-    if not only:
-        return all_nb
-    by_name = {p.stem: p for p in all_nb}
-    by_name.update({p.stem.split("_", 1)[0]: p for p in all_nb})
-    unknown = [n for n in only if n not in by_name and n.removesuffix(".ipynb") not in by_name]
-    if unknown:
-        raise DataError(f"unknown notebook(s) {unknown}; available: {', '.join(p.stem for p in all_nb)}",
-                        field="--only")
-    return [by_name[n.removesuffix(".ipynb")] for n in only]
-
-
-def ensure_kernel() -> str:
-    """Make sure the project's kernel runs *this* interpreter (installing it if missing).
-
-    A user-level kernelspec of the same name would win over ours, so it is checked,
-    not assumed (CONVENTIONS trap 1).
-    """
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    ksm = KernelSpecManager()
-    try:
-        spec = ksm.get_kernel_spec(KERNEL_NAME)
-    except NoSuchKernel:
-        from ipykernel.kernelspec import install
-
-        install(kernel_name=KERNEL_NAME, display_name="m1lib (project .venv)", prefix=sys.prefix)
-        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
-    exe = spec.argv[0]
-    if exe not in ("python", "python3", "{python}") and \
-            Path(exe).resolve() != Path(sys.executable).resolve():
-        raise DataError(f"Jupyter kernel '{KERNEL_NAME}' runs {exe}, not this environment's "
-                        f"{sys.executable}; remove the other kernelspec ({spec.resource_dir}) "
-                        "or run 'make setup'", field="kernel")
-    return KERNEL_NAME
-
-
+# --------------------------------------------------------------------------- the run
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def package_fingerprint() -> str:
-    """Hash of m1lib's own source, so a code change re-runs the notebooks."""
-    h = hashlib.sha256()
-    for p in sorted(Path(__file__).parent.rglob("*.py")):
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
+def _err(msg: str) -> None:
+    print(f"m1lib: {msg}", file=sys.stderr)
 
 
-def data_fingerprint(tables) -> dict[str, str]:
-    """Hashes of what the notebooks read (tables as analysed, and the manifest)."""
-    from .pipeline import to_tsv
-
-    out = {"manifest": _sha(tables.manifest.path.read_bytes()),
-           "participants": _sha(to_tsv(tables.participants).encode()),
-           "reads": _sha(to_tsv(tables.reads).encode()),
-           "measurements": _sha(to_tsv(tables.measurements).encode())}
-    if tables.truth is not None:
-        out["truth"] = _sha(to_tsv(tables.truth).encode())
-    return out
-
-
-def git_state(repo: Path = NOTEBOOK_DIR.parent) -> dict:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                                    capture_output=True, text=True, check=True).stdout.strip())
-        return {"commit": commit, "dirty": dirty}
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-
-
-def package_versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-@dataclass
-class NotebookRun:
-    name: str
-    status: str              # "ok", "cached", "failed"
-    seconds: float = 0.0
-    error: str = ""
-    key: str = ""
-
-
-def _any_cell_ran(path: Path) -> bool:
-    import nbformat
-
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception:
-        return False
-    return any(c.get("execution_count") for c in nb.cells if c.cell_type == "code")
-
-
-def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, kernel: str) -> None:
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
-    for attempt in range(1, KERNEL_START_RETRIES + 1):
-        try:
-            # Not papermill's cwd=: it chdirs the whole process, which races between threads.
-            # nbclient starts the kernel in resources["metadata"]["path"] instead.
-            pm.execute_notebook(str(nb), str(out_nb), parameters=params, kernel_name=kernel,
-                                resources={"metadata": {"path": str(cwd)}},
-                                progress_bar=False, execution_timeout=CELL_TIMEOUT_S,
-                                start_timeout=120,
-                                # the kernel's own start-up chatter is not the user's business
-                                extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
-            return
-        except PapermillExecutionError:
-            raise
-        except Exception:
-            # A kernel that failed to start (e.g. a ZMQ port race) ran no cell: retry it.
-            # Anything that happened after a cell ran is a real failure.
-            if attempt == KERNEL_START_RETRIES or _any_cell_ran(out_nb):
-                raise
-            time.sleep(1.0 * attempt)
-
-
-def _describe_failure(exc: BaseException, out_nb: Path) -> str:
-    from papermill.exceptions import PapermillExecutionError
-
-    if isinstance(exc, PapermillExecutionError):
-        src = " ".join(exc.source.strip().splitlines()[:1])[:80]
-        return (f"cell {exc.cell_index} (execution count {exc.exec_count}: {src!r}) raised "
-                f"{exc.ename}: {' '.join(str(exc.evalue).split())}")
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-
-
-def export_html(executed: Path, target: Path) -> None:
-    """HTML of an executed notebook without code input (nbconvert ``exclude_input``)."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
-    target.write_text(body, encoding="utf-8")
-
-
-def strip_papermill_metadata(path: Path) -> None:
-    """Drop run-specific papermill timings from an executed notebook (stable diffs)."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    nb.metadata.pop("papermill", None)
-    for cell in nb.cells:
-        cell.metadata.pop("papermill", None)
-        cell.metadata.pop("execution", None)
-    nbformat.write(nb, path)
-
-
-# --------------------------------------------------------------------------- the run
 def run_report(manifest: str | Path = "data_manifest.yaml", out: str | Path = "reports/latest",
                only: list[str] | None = None, jobs: int | None = None, force: bool = False,
-               notebook_dir: Path = NOTEBOOK_DIR, log=print) -> int:
-    """Build the report. Returns 0 on success, 1 when any notebook failed.
+               notebook_dir: Path | None = None, allow_unmeasured: bool | None = None,
+               scheduler: str | None = None, log=print) -> int:
+    """Build the report; return the exit code (0, 1, 2 or 3; see the module docstring).
 
     Parameters
     ----------
@@ -282,110 +138,196 @@ def run_report(manifest: str | Path = "data_manifest.yaml", out: str | Path = "r
     out : path
         Report folder; replaced only when the new run is complete.
     only : list of str, optional
-        Notebook names (``04_correlations`` or ``04``) to run; others are kept from
-        the previous report when present.
+        Notebook names (``04_correlations`` or ``04``) to run. The others are carried
+        over from the previous report only when their inputs (snapshot, code,
+        parameters) are unchanged; otherwise they are re-run too.
     jobs : int, optional
-        Notebooks executed at once (default: number of cores).
+        Notebooks executed at once, and measurement workers (default: number of cores).
     force : bool
         Re-run notebooks whose inputs did not change.
-    """
-    from .pipeline import load_tables
-    from .results import registry_from_json, registry_to_json
+    notebook_dir : path, optional
+        Another folder of notebooks (tests); default: the installed ``m1lib.notebooks``.
+    allow_unmeasured : bool, optional
+        Run without participants that could not be measured (default:
+        ``settings.allow_unmeasured``).
+    scheduler : str, optional
+        dask scheduler address to measure on (default: ``settings.scheduler``).
 
+    Raises
+    ------
+    DataError
+        A problem with the manifest, the dataset or the arguments (the CLI: exit 2).
+    """
     t0 = time.perf_counter()
     manifest = Path(manifest).resolve()
     out = Path(out).resolve()
-    kernel = ensure_kernel()
-    tables = load_tables(manifest, log=log)
-    nbs = notebooks(only, notebook_dir)
+    folder = Path(notebook_dir) if notebook_dir is not None else NOTEBOOK_DIR
+    every = notebooks(None, folder)
+    if not every:
+        _err(f"no notebooks found in {folder}; the installation is incomplete (reinstall m1lib)")
+        return EXIT_BUG
+    selected = notebooks(only, folder)
+    m = load_manifest(manifest)
     jobs = max(1, jobs or os.cpu_count() or 1)
-    data_fp = data_fingerprint(tables)
-    pkg_fp = package_fingerprint()
-    s = tables.manifest.settings
-    params = {"manifest": str(manifest), "out_dir": ".", "figure_formats": ["png", "pdf"],
-              "alpha": s.alpha, "n_boot": s.n_bootstrap, "seed": s.seed}
-    previous = _previous_provenance(out)
+    with RunLock(out, wait_s=3600, log=log):
+        recover_dir(out, log=log)
+        tables = build_tables(m, jobs=jobs, scheduler=scheduler, log=log)
+        record = run_record(tables)
+        allow = m.settings.allow_unmeasured if allow_unmeasured is None else bool(allow_unmeasured)
+        if record["unmeasured"] and not allow:
+            for r in record["unmeasured"]:
+                _err(f"{r['participant_id']}: {r['label']}: could not be measured: {r['reason']}")
+            n = len({r["participant_id"] for r in record["unmeasured"]})
+            _err(f"{n} analysed participant(s) could not be measured, so no notebook was run; fix the "
+                 "above, or report without them with --allow-unmeasured (or settings.allow_unmeasured: "
+                 f"true in {manifest.name})")
+            return EXIT_UNMEASURED
+        if record["unmeasured"]:
+            log(f"running WITHOUT {len(record['unmeasured'])} unmeasured participant/label(s) "
+                "(allowed); the report says so")
+        stage = staging_dir(out)
+        try:
+            return _run_in_stage(tables, {**record, "allow_unmeasured": allow}, m, manifest, out, stage,
+                                 every, selected, jobs, force, t0, log)
+        finally:
+            if stage.exists():
+                shutil.rmtree(stage, ignore_errors=True)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    failed_dir = out.parent / f"{out.name}-failed"
+
+def _params(m, manifest: Path) -> dict:
+    s = m.settings
+    return {"manifest": str(manifest), "out_dir": ".", "figure_formats": ["png", "pdf"],
+            "alpha": s.alpha, "n_boot": s.n_bootstrap, "seed": s.seed}
+
+
+def _notebook_key(nb: Path, params: dict, snapshot_hash: str, code: str) -> str:
+    return _sha(json.dumps({"nb": _sha(nb.read_bytes()), "params": {**params, "manifest": None},
+                            "snapshot": snapshot_hash, "m1lib": code}, sort_keys=True).encode())
+
+
+def _plan(every, selected, keys, previous, out, force, log) -> tuple[list[Path], list[str]]:
+    """Which notebooks to run and which to carry over from the previous report."""
+    chosen = {p.stem for p in selected}
+    todo, carry = [], []
+    for nb in every:
+        prev = previous.get("notebooks", {}).get(nb.stem, {})
+        current = prev.get("key") == keys[nb.stem] and prev.get("status") in ("ok", "cached") \
+            and _outputs_present(out, nb.stem)
+        if nb.stem in chosen:
+            if current and not force:
+                carry.append(nb.stem)
+            else:
+                todo.append(nb)
+        elif current:
+            carry.append(nb.stem)
+        elif _outputs_present(out, nb.stem):
+            log(f"{nb.stem}: its inputs changed since the previous report; re-running it too")
+            todo.append(nb)
+    return todo, carry
+
+
+def _run_in_stage(tables, record, m, manifest, out, stage, every, selected, jobs, force, t0, log) -> int:
+    params = _params(m, manifest)
+    meta = freeze(tables, stage / SNAPSHOT_DIR, {**record, "origin": "report"})
+    code = package_fingerprint()
+    keys = {nb.stem: _notebook_key(nb, params, meta["hash"], code) for nb in every}
+    previous = _previous_provenance(out)
+    todo, carry = _plan(every, selected, keys, previous, out, force, log)
+    if not todo and previous.get("snapshot", {}).get("hash") == meta["hash"] \
+            and previous.get("allow_unmeasured") == record["allow_unmeasured"] \
+            and set(previous.get("notebooks", {})) == set(carry):
+        log(f"report is up to date: {out / 'index.html'} (nothing changed; --force re-runs)")
+        return EXIT_OK
     runs: dict[str, NotebookRun] = {}
-    try:
-        # Notebooks not selected by --only are carried over from the previous report.
-        selected = {p.stem for p in nbs}
-        todo = []
-        for nb in notebooks(None, notebook_dir):
-            key = _sha(json.dumps({"nb": _sha(nb.read_bytes()), "params": {**params, "manifest": None},
-                                   "data": data_fp, "m1lib": pkg_fp}, sort_keys=True).encode())
-            prev = previous.get("notebooks", {}).get(nb.stem, {})
-            reusable = prev.get("key") == key and prev.get("status") in ("ok", "cached") and \
-                _outputs_present(out, nb.stem)
-            if nb.stem in selected and (force or not reusable):
-                todo.append((nb, key))
-            elif _outputs_present(out, nb.stem):
-                _copy_outputs(out, stage, nb.stem)
-                runs[nb.stem] = NotebookRun(nb.stem, "cached", key=prev.get("key", ""))
-            elif nb.stem in selected:
-                todo.append((nb, key))
-        log(f"running {len(todo)} notebook(s) with {min(jobs, max(1, len(todo)))} job(s); "
-            f"{len(runs)} unchanged")
-        (stage / "notebooks").mkdir(exist_ok=True)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futs = {pool.submit(_run_one, nb, key, stage, params, kernel): nb for nb, key in todo}
-            for k, fut in enumerate(as_completed(futs), 1):
+    for name in carry:
+        _copy_outputs(out, stage, name)
+        runs[name] = NotebookRun(name, "cached", key=keys[name])
+    (stage / "notebooks").mkdir(exist_ok=True)
+    if todo:
+        # longest first (by the previous run's times), so the last notebook to start is a short one
+        took = {n: v.get("seconds", 0.0) for n, v in previous.get("notebooks", {}).items()}
+        todo.sort(key=lambda nb: -took.get(nb.stem, 0.0))
+        kernel = ensure_kernel()
+        n_jobs = min(jobs, len(todo))
+        log(f"running {len(todo)} notebook(s) with {n_jobs} job(s); {len(carry)} unchanged")
+        bar = Progress(len(todo), "notebooks")
+        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+            futs = [pool.submit(_run_one, nb, keys[nb.stem], stage, params, kernel) for nb in todo]
+            for fut in as_completed(futs):
                 r = fut.result()
                 runs[r.name] = r
                 mark = "ok" if r.status == "ok" else "FAILED"
-                log(f"[{k}/{len(todo)}] {r.name}: {mark} ({r.seconds:.1f} s){'  ' + r.error if r.error else ''}")
-        failures = [r for r in runs.values() if r.status == "failed"]
-        if failures:
-            if failed_dir.exists():
-                shutil.rmtree(failed_dir)
-            failed_dir.mkdir(parents=True)
-            for r in failures:
-                src = stage / "notebooks" / f"{r.name}.ipynb"
-                if src.is_file():
-                    shutil.copy2(src, failed_dir / src.name)
-                print(f"m1lib: notebook {r.name} failed: {r.error} (kept in {failed_dir / (r.name + '.ipynb')})",
-                      file=sys.stderr)
-            print(f"m1lib: {len(failures)} notebook(s) failed; the previous report in {out} is untouched",
-                  file=sys.stderr)
-            return 1
-        registry = {}
-        for rec in sorted((stage / OUTPUTS).glob("*.json")):
-            part = json.dumps(json.loads(rec.read_text())["registry"])
-            registry.update(registry_from_json(part))  # null -> NaN, as written by Recorder
-        (stage / "results.json").write_text(registry_to_json(registry))
-        paper_comparison(registry).to_csv(stage / "paper_comparison.csv", index=False,
-                                           lineterminator="\n", float_format="%.10g")
-        prov = {"m1lib": __version__, "git": git_state(), "python": sys.version.split()[0],
-                "interpreter": sys.executable, "platform": platform.platform(),
-                "packages": package_versions(), "kernel": kernel,
-                "manifest": str(manifest), "dataset": str(tables.manifest.root),
-                "measurement_source": tables.source, "inputs": data_fp,
-                "parameters": {**params}, "seed": s.seed,
-                "notebooks": {n: {"status": r.status, "seconds": round(r.seconds, 2), "key": r.key}
-                              for n, r in sorted(runs.items())},
-                "total_seconds": round(time.perf_counter() - t0, 2)}
-        (stage / "provenance.json").write_text(json.dumps(prov, indent=2, sort_keys=True) + "\n")
-        from .narrative import write_index
+                bar.advance(note=f"{r.name}: {mark} ({r.seconds:.1f} s)")
+    else:
+        kernel = KERNEL_NAME
+        log(f"running 0 notebook(s); {len(carry)} unchanged")
+    failed = [r for r in runs.values() if r.status == "failed"]
+    if failed:
+        return _report_failures(failed, stage, out)
+    return _assemble(runs, stage, out, tables, record, meta, params, kernel, manifest, t0, log)
 
-        write_index(stage, registry, prov)
-        _swap_into_place(stage, out)
-        if failed_dir.exists():
-            shutil.rmtree(failed_dir)
-        log(f"report: {out / 'index.html'} ({time.perf_counter() - t0:.1f} s)")
-        return 0
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
+
+def _report_failures(failed, stage: Path, out: Path) -> int:
+    data = [r for r in failed if r.data_error]
+    if data:  # the user's data, found by a notebook: one line each, like any other
+        for r in data:
+            for line in r.data_error:
+                _err(f"{line} (found by notebook {r.name})")
+        _err(f"the previous report in {out} is untouched")
+        return EXIT_DATA
+    failed_dir = out.parent / f"{out.name}-failed"
+    shutil.rmtree(failed_dir, ignore_errors=True)
+    failed_dir.mkdir(parents=True)
+    for r in failed:
+        src = stage / "notebooks" / f"{r.name}.ipynb"
+        if src.is_file():
+            shutil.copy2(src, failed_dir / src.name)
+        _err(f"notebook {r.name} failed: {r.error} (kept in {failed_dir / (r.name + '.ipynb')})")
+    _err(f"{len(failed)} notebook(s) failed; the previous report in {out} is untouched")
+    return EXIT_BUG
+
+
+def _assemble(runs, stage, out, tables, record, meta, params, kernel, manifest, t0, log) -> int:
+    registry = {}
+    for rec in sorted((stage / OUTPUTS).glob("*.json")):
+        part = json.dumps(json.loads(rec.read_text())["registry"])
+        registry.update(registry_from_json(part))  # null -> NaN, as written by Recorder
+    n_unmeasured = len({r["participant_id"] for r in record["unmeasured"]})
+    if registry.setdefault("cohort.n_unmeasured", n_unmeasured) != n_unmeasured:
+        raise RuntimeError(f"cohort.n_unmeasured: a notebook recorded {registry['cohort.n_unmeasured']}, "
+                           f"the run counted {n_unmeasured}")
+    (stage / "results.json").write_text(registry_to_json(registry))
+    paper_comparison(registry).to_csv(stage / "paper_comparison.csv", index=False,
+                                       lineterminator="\n", float_format="%.10g")
+    s = tables.manifest.settings
+    prov = {"m1lib": __version__, "git": git_state(), "python": sys.version.split()[0],
+            "interpreter": sys.executable, "platform": platform.platform(),
+            "packages": package_versions(), "kernel": kernel,
+            "manifest": str(manifest), "dataset": str(tables.manifest.root),
+            "dataset_kind": record["dataset_kind"], "measurement_source": tables.source,
+            "output_dir": record["output_dir"], "output_dir_inside_dataset": record["output_dir_inside_dataset"],
+            "unmeasured": record["unmeasured"], "allow_unmeasured": record["allow_unmeasured"],
+            "snapshot": {"folder": SNAPSHOT_DIR, "hash": meta["hash"],
+                         "tables": {n: t["sha256"] for n, t in meta["tables"].items()}},
+            "inputs": {"manifest": _sha(manifest.read_bytes()),
+                       **{n: t["sha256"] for n, t in meta["tables"].items()}},
+            "parameters": {**params}, "seed": s.seed,
+            "notebooks": {n: {"status": r.status, "seconds": round(r.seconds, 2), "key": r.key}
+                          for n, r in sorted(runs.items())},
+            "total_seconds": round(time.perf_counter() - t0, 2)}
+    (stage / "provenance.json").write_text(json.dumps(prov, indent=2, sort_keys=True) + "\n")
+    write_index(stage, registry, prov)
+    replace_dir(stage, out)
+    shutil.rmtree(out.parent / f"{out.name}-failed", ignore_errors=True)
+    log(f"report: {out / 'index.html'} ({time.perf_counter() - t0:.1f} s)")
+    return EXIT_OK
 
 
 def _run_one(nb: Path, key: str, stage: Path, params: dict, kernel: str) -> NotebookRun:
     t = time.perf_counter()
     out_nb = stage / "notebooks" / nb.name
     try:
-        _execute(nb, out_nb, params, stage, kernel)
+        execute(nb, out_nb, params, stage, kernel)
         rec_path = stage / OUTPUTS / f"{nb.stem}.json"
         if not rec_path.is_file():
             raise RuntimeError("the notebook finished without recording its outputs "
@@ -398,7 +340,8 @@ def _run_one(nb: Path, key: str, stage: Path, params: dict, kernel: str) -> Note
         export_html(out_nb, stage / f"{nb.stem}.html")
         return NotebookRun(nb.stem, "ok", time.perf_counter() - t, key=key)
     except Exception as exc:  # reported per notebook; the others go on
-        return NotebookRun(nb.stem, "failed", time.perf_counter() - t, _describe_failure(exc, out_nb), key)
+        error, data_error = describe_failure(exc)
+        return NotebookRun(nb.stem, "failed", time.perf_counter() - t, error, key, data_error)
 
 
 def _previous_provenance(out: Path) -> dict:
@@ -424,18 +367,6 @@ def _copy_outputs(src: Path, dst: Path, name: str) -> None:
         if (src / f).is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / f, dst / f)
-
-
-def _swap_into_place(stage: Path, out: Path) -> None:
-    """Replace ``out`` by ``stage`` with two renames (the old report survives a crash)."""
-    old = out.with_name(f".{out.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(stage, out)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 # --------------------------------------------------------------------------- paper vs run

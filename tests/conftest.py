@@ -115,3 +115,43 @@ def dataset_dir(tmp_path) -> Path:
 def measured_dataset_dir(tmp_path) -> Path:
     """Manifest of a valid dataset with only a precomputed measurement table."""
     return build_dataset(tmp_path / "study", images=False, measurements=True)
+
+
+# ----------------------------------------------------------------------------- shared reports
+# Each end-to-end report runs once per test session and is shared (read-only) by the
+# tests that look at it; a test that changes data or reports works on its own copy.
+N_BOOT = 1000
+
+
+@pytest.fixture(scope="session")
+def measured_report(tmp_path_factory):
+    """A dataset with only a measurement table (10 ALS + 8 HS, no images) and its report."""
+    from m1lib import report
+
+    root = tmp_path_factory.mktemp("measured") / "study"
+    manifest = build_dataset(root, n_als=10, n_hs=8, images=False, measurements=True)
+    manifest.write_text(f"dataset: .\nsettings:\n  n_bootstrap: {N_BOOT}\n")
+    out = root.parent / "reports" / "latest"
+    assert report.run_report(manifest, out, jobs=2, log=lambda *a: None) == 0
+    return manifest, out
+
+
+@pytest.fixture(scope="session")
+def replica_report(tmp_path_factory):
+    """The default replica (generated on first use), measured from its images, and its report."""
+    from m1lib import report
+
+    base = tmp_path_factory.mktemp("replica")
+    manifest = base / "data_manifest.yaml"
+    manifest.write_text(f"dataset: cache/replica\nreplica:\n  seed: 20160301\nsettings:\n  n_bootstrap: {N_BOOT}\n")
+    out = base / "reports" / "latest"
+    assert report.run_report(manifest, out, jobs=2, log=lambda *a: None) == 0
+    return manifest, out
+
+
+def tree_digest(root: Path, sub: str = ".") -> dict[str, str]:
+    """SHA-256 of every file under ``root/sub`` by relative path (byte-identity checks)."""
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((root / sub).rglob("*")) if p.is_file()}

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -248,3 +251,36 @@ def test_a_dask_scheduler_measures_identical_tables(small_replica, tmp_path):
     assert remote.measurements.equals(local.measurements)
     hashes = [{n: r["sha256"] for n, r in snapshot.encode(t)[1]["tables"].items()} for t in (local, remote)]
     assert hashes[0] == hashes[1]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root to run as another (non-root) user")
+def test_a_read_only_dataset_for_a_non_root_user(small_replica):
+    """The same, for real: a dataset a non-root user cannot write to, measured as that user."""
+    pipeline.ensure_replica(load_manifest(small_replica), **QUIET)  # complete, with its record
+    base = Path(tempfile.mkdtemp(prefix="m1lib-readonly-"))
+    try:
+        os.chmod(base, 0o755)
+        data = base / "replica"
+        shutil.copytree(small_replica.parent, data, ignore=shutil.ignore_patterns("derivatives/m1lib", "m1lib"))
+        for p in [data, *data.rglob("*")]:
+            os.chmod(p, 0o555 if p.is_dir() else 0o444)
+        home = base / "home"
+        home.mkdir()
+        os.chown(home, 65534, 65534)
+        before = tree_digest(data)
+        code = ("from m1lib import pipeline; t = pipeline.load_tables('replica/data_manifest.yaml', jobs=1); "
+                "print(len(t.measurements), t.meta['output_dir'])")
+        run = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                              "-c", code], cwd=base, capture_output=True, text=True,
+                             env={**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"),
+                                  "MPLCONFIGDIR": str(home / "mpl")})
+        assert run.returncode == 0, run.stderr[-2000:]
+        rows, out = run.stdout.split()[-2:]
+        assert int(rows) > 0 and Path(out).is_relative_to(home / "cache" / "m1lib" / "derived")
+        assert tree_digest(data) == before
+    finally:
+        for p in [base, *base.rglob("*")]:
+            if p.is_dir():
+                os.chmod(p, 0o755)
+        shutil.rmtree(base, ignore_errors=True)

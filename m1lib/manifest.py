@@ -49,6 +49,8 @@ class Settings(_Strict):
     alpha: float = Field(0.05, gt=0, lt=1)
     n_bootstrap: int = Field(10000, ge=100)
     seed: int = DEFAULT_SEED
+    patient_group: str = "ALS"
+    comparison_groups: tuple[str, ...] = ("HS",)
 
     @field_validator("areas")
     @classmethod

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -38,6 +38,9 @@ class Tables:
     source: str  # "precomputed" or "measured"
     truth: pd.DataFrame | None = None
     truth_participants: pd.DataFrame | None = None
+    #: What could not be measured: participant_id, label (may be missing), kind, reason.
+    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["participant_id", "label", "kind", "reason"]))
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -188,6 +191,7 @@ def load_tables(manifest: Manifest | str | Path = "data_manifest.yaml", *, jobs:
         manifest = load_manifest(manifest)
     ensure_replica(manifest, log=log)
     ds = load_dataset(manifest)
+    failures = None
     if ds.measurements is not None:
         meas, source = ds.measurements, "precomputed"
     else:
@@ -196,7 +200,10 @@ def load_tables(manifest: Manifest | str | Path = "data_manifest.yaml", *, jobs:
     # the analyses use the areas the settings name (a precomputed table may hold more)
     meas = meas[meas["area"].isin(manifest.settings.areas)].reset_index(drop=True)
     truth, truth_p = _read_truth(manifest.root)
-    return Tables(manifest, ds.participants, ds.reads, meas, source, truth, truth_p)
+    tables = Tables(manifest, ds.participants, ds.reads, meas, source, truth, truth_p)
+    if failures is not None and len(failures):
+        tables.failures = failures.reindex(columns=["participant_id", "label", "kind", "reason"]).reset_index(drop=True)
+    return tables
 
 
 def audit_figures(ds: Dataset, participants, folder: Path, stem: str = "{pid}_audit",

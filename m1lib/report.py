@@ -27,6 +27,8 @@ import pandas as pd
 
 from . import __version__
 from .errors import DataError
+from .paper import paper_comparison
+from .results import key_part
 
 KERNEL_NAME = "m1lib"
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -308,6 +310,10 @@ def run_report(manifest: str | Path = "data_manifest.yaml", out: str | Path = "r
 
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    # mkdtemp creates 0700; the report is for the group too (honour the umask)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(stage, 0o777 & ~umask)
     failed_dir = out.parent / f"{out.name}-failed"
     runs: dict[str, NotebookRun] = {}
     try:
@@ -356,7 +362,8 @@ def run_report(manifest: str | Path = "data_manifest.yaml", out: str | Path = "r
             part = json.dumps(json.loads(rec.read_text())["registry"])
             registry.update(registry_from_json(part))  # null -> NaN, as written by Recorder
         (stage / "results.json").write_text(registry_to_json(registry))
-        paper_comparison(registry).to_csv(stage / "paper_comparison.csv", index=False,
+        paper_comparison(registry, replica=tables.manifest.replica is not None).to_csv(
+            stage / "paper_comparison.csv", index=False,
                                            lineterminator="\n", float_format="%.10g")
         prov = {"m1lib": __version__, "git": git_state(), "python": sys.version.split()[0],
                 "interpreter": sys.executable, "platform": platform.platform(),
@@ -366,7 +373,14 @@ def run_report(manifest: str | Path = "data_manifest.yaml", out: str | Path = "r
                 "parameters": {**params}, "seed": s.seed,
                 "notebooks": {n: {"status": r.status, "seconds": round(r.seconds, 2), "key": r.key}
                               for n, r in sorted(runs.items())},
-                "total_seconds": round(time.perf_counter() - t0, 2)}
+                "total_seconds": round(time.perf_counter() - t0, 2),
+                # what the index must say loudly (issue 10; the run engine owns the refusal)
+                "dataset_kind": "replica" if tables.manifest.replica is not None else "user",
+                "unmeasured": [{k: (None if v != v else v) for k, v in r.items()}
+                               for r in tables.failures.reindex(columns=["participant_id", "label", "reason"])
+                               .to_dict("records")],
+                "allow_unmeasured": bool(getattr(s, "allow_unmeasured", False)),
+                "labels": {key_part(g): g for g in (s.patient_group, *s.comparison_groups)}}
         (stage / "provenance.json").write_text(json.dumps(prov, indent=2, sort_keys=True) + "\n")
         from .narrative import write_index
 
@@ -436,43 +450,3 @@ def _swap_into_place(stage: Path, out: Path) -> None:
     os.replace(stage, out)
     if old.exists():
         shutil.rmtree(old)
-
-
-# --------------------------------------------------------------------------- paper vs run
-def _paper_number(values: dict, path: str):
-    node = values
-    for part in path.split("."):
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    return node
-
-
-def paper_comparison(registry: dict[str, float]) -> pd.DataFrame:
-    """Each number the paper reports beside this run's value.
-
-    Reads the project's own data files (``m1lib/data/paper_values.yaml`` and the
-    key map ``paper_comparison.yaml``), never ``shared/``; the analyses never read them.
-    """
-    import yaml
-
-    data = Path(__file__).parent / "data"
-    values = yaml.safe_load((data / "paper_values.yaml").read_text())
-    rows = yaml.safe_load((data / "paper_comparison.yaml").read_text())["comparisons"]
-    out = []
-    for r in rows:
-        run = registry.get(r["key"])
-        run = float("nan") if run is None else float(run)
-        out.append({"result": r["label"], "registry_key": r["key"],
-                    "paper": _paper_number(values, r["paper"]), "this_run": run,
-                    "this_run_display": _display(r["key"], run)})
-    return pd.DataFrame(out)
-
-
-def _display(key: str, value: float) -> str:
-    """This run's value as the paper prints it: P values as ``<.001``/``.024``, others 3 digits."""
-    from .narrative import p_text
-
-    if value != value:
-        return "n/a"
-    if key.endswith("p_value"):
-        return p_text(value).removeprefix("P ").removeprefix("= ")
-    return f"{value:.3g}" if abs(value) < 1e3 else f"{value:.0f}"

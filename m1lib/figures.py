@@ -8,12 +8,17 @@ forced: headless runs fall back to Agg, and a live notebook keeps its own.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Ellipse, Patch
 import numpy as np
 import pandas as pd
+
+from m1lib.formats import p_text, rho_text
 
 # ---------------------------------------------------------------- style and saving
 #: Fixed style so that figures are identical run to run and machine to machine.
@@ -54,36 +59,58 @@ def save_figure(fig, stem, formats=("png", "pdf")) -> list[Path]:
     return paths
 
 
+def png_bytes(fig, dpi: int = 150) -> bytes:
+    """``fig`` rendered to PNG bytes (no timestamps), e.g. to show it inline."""
+    buf = io.BytesIO()
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(buf, format="png", dpi=dpi, metadata=_METADATA["png"])
+    return buf.getvalue()
+
+
+def show(fig, dpi: int = 150):
+    """An ``IPython.display.Image`` of ``fig`` for a notebook.
+
+    The figures are built as plain :class:`~matplotlib.figure.Figure` objects, not
+    through pyplot, so IPython has no inline formatter for them (a bare ``fig`` at the
+    end of a cell prints ``<Figure size ...>``); an image always displays, in the
+    executed notebook and in its HTML.
+    """
+    from IPython.display import Image  # notebook display only
+
+    return Image(data=png_bytes(fig, dpi), format="png")
+
+
 def panel_letter(ax, letter: str) -> None:
     ax.text(-0.18, 1.04, letter, transform=ax.transAxes, fontsize=10, fontweight="bold",
             va="bottom", ha="left")
 
 
 def format_p(p: float) -> str:
-    """The paper's P style (``P < .001``, ``P = .024``); see :func:`m1lib.narrative.p_text`."""
-    from .narrative import p_text
-
+    """The paper's P style (``P < .001``, ``P = .024``); see :func:`m1lib.formats.p_text`."""
     return p_text(p)
 
 
 def format_r(r: float) -> str:
-    return f"r = {r:.2f}".replace("-", "\u2212")
+    """Spearman's rho as printed on the panels: ``ρ = −0.45``."""
+    return rho_text(r)
 
 
 # ---------------------------------------------------------------- paper figures
 _Y = {"thickness_mm": "Deep-layer thickness (mm)", "intensity": "Deep-layer signal intensity\n(normalized to precuneus)",
       "r2star_s": "Deep-layer R2* (1/s)"}
-_X = {"umn_score": "UMN score (limb)", "dpr": "DPR (points/month)", "alsfrs_r": "ALSFRS-R"}
+_X = {"umn_score": "UMN score (contralateral limb, 0\u20138)", "dpr": "DPR (points/month)", "alsfrs_r": "ALSFRS-R"}
 
 
-def _scatter(ax, x, y, text):
-    ax.scatter(x, y, s=10, color="black", linewidths=0, alpha=0.8)
+def _scatter(ax, x, y, text, jitter: float = 0.0):
+    # integer scores pile up: jitter for display only (fixed seed; fit and statistics use x)
+    shown = x + np.random.default_rng(1).uniform(-jitter, jitter, len(x)) if jitter else x
+    ax.scatter(shown, y, s=10, color="black", linewidths=0, alpha=0.6)
     ok = np.isfinite(x) & np.isfinite(y)
     slope = 0.0
     if ok.sum() >= 3 and np.ptp(x[ok]) > 0:
         slope, icpt = np.polyfit(x[ok], y[ok], 1)  # a visual guide, as in the paper's Fig 2
         xs = np.linspace(x[ok].min(), x[ok].max(), 50)
-        ax.plot(xs, icpt + slope * xs, color="black", lw=0.8)
+        ax.plot(xs, icpt + slope * xs, color="black", lw=0.8, label="least-squares line (guide)")
     # the statistics go in the upper corner the trend leaves empty
     left = slope > 0
     ax.text(0.03 if left else 0.97, 0.97, text, transform=ax.transAxes, ha="left" if left else "right",
@@ -116,10 +143,14 @@ def fig2_correlations(limb: pd.DataFrame, subjects: pd.DataFrame, stats: pd.Data
                 row = stats[(stats["measure"] == measure) & (stats["variable"] == variable)]
                 text = "" if row.empty else \
                     f"{format_r(row['rho'].iloc[0])}\n{format_p(row['p_value'].iloc[0])}\nn = {int(row['n'].iloc[0])}"
-                _scatter(ax, src[clinical].to_numpy(float), src[measure].to_numpy(float), text)
+                _scatter(ax, src[clinical].to_numpy(float), src[measure].to_numpy(float), text,
+                         jitter=0.15 if clinical == "umn_score" else 0.0)
                 ax.set_xlabel(_X[clinical])
                 ax.set_ylabel(_Y[measure] if j == 0 else "")
                 panel_letter(ax, next(letters))
+        fig.text(0.5, -0.01, "\u03c1, P: Spearman (per-limb panels: limbs pooled as independent); "
+                 "line: least-squares fit, a visual guide; UMN scores jittered for display",
+                 ha="center", va="top", fontsize=7)
         return fig
 
 
@@ -139,22 +170,25 @@ def _groups_panel(ax, data: pd.DataFrame, value: str, by: str, order, colors, p_
 
 
 def online_fig1_ab(diagnosis: pd.DataFrame, correct_vs_missed: pd.DataFrame):
-    """On-line Fig 1A-B: total UMN score in correctly diagnosed vs missed patients, per reader.
+    """On-line Fig 1A-B: total UMN score (top) and DPR (bottom) in correctly diagnosed vs
+    missed patients, one column per reader (as the data label them).
 
     ``diagnosis``: :func:`m1lib.analyses.diagnosis_table`; ``correct_vs_missed``:
-    :func:`m1lib.analyses.correct_vs_missed` (its ``umn_total`` P values are printed).
+    :func:`m1lib.analyses.correct_vs_missed` (its P values are printed).
     """
-    p_values = _p_by(correct_vs_missed, "reader", {"variable": "umn_total"})
     readers = sorted(diagnosis["reader"].unique())
+    rows = (("umn_total", "UMN score (total, 0\u201333)"), ("dpr", "DPR (points/month)"))
     with style():
-        fig = Figure(figsize=(1.9 * len(readers) + 0.4, 2.6), layout="constrained")
-        axes = fig.subplots(1, len(readers), squeeze=False)
-        for ax, reader, letter in zip(axes[0], readers, "ABCDEFGH"):
-            d = diagnosis[diagnosis["reader"] == reader]
-            _groups_panel(ax, d, "umn_total", "diagnosis", ["correct", "missed"], CALL_COLORS,
-                          f"{reader.replace('reader', 'Reader ')}: {format_p(p_values.get(reader))}",
-                          "UMN score (total)")
-            panel_letter(ax, letter)
+        fig = Figure(figsize=(1.9 * max(len(readers), 1) + 0.4, 4.8), layout="constrained")
+        axes = fig.subplots(2, max(len(readers), 1), squeeze=False)
+        letters = iter("ABCDEFGHIJKLMNOP")
+        for r, (var, ylabel) in enumerate(rows):
+            p_values = _p_by(correct_vs_missed, "reader", {"variable": var})
+            for ax, reader in zip(axes[r], readers):
+                d = diagnosis[diagnosis["reader"] == reader]
+                _groups_panel(ax, d, var, "diagnosis", ["correct", "missed"], CALL_COLORS,
+                              f"{reader}: {format_p(p_values.get(reader))}", ylabel if ax is axes[r][0] else "")
+                panel_letter(ax, next(letters))
         return fig
 
 
@@ -166,23 +200,32 @@ def _p_by(table: pd.DataFrame, column: str, where: dict | None = None) -> dict:
     return dict(zip(t[column], t["p_value"]))
 
 
-def _two_measures_by_group(subjects, measures, letters, by, order, colors, p_values):
+def _two_measures_by_group(subjects, measures, letters, by, order, colors, p_values, p_label=""):
     with style():
-        fig = Figure(figsize=(4.2, 2.6), layout="constrained")
+        fig = Figure(figsize=(2.1 + 1.05 * len(order), 2.6), layout="constrained")
         for ax, value, letter in zip(fig.subplots(1, len(measures)), measures, letters):
-            _groups_panel(ax, subjects, value, by, order, colors, format_p(p_values.get(value)), _Y[value])
+            _groups_panel(ax, subjects, value, by, order, colors, p_label + format_p(p_values.get(value)),
+                          _Y[value])
             panel_letter(ax, letter)
         return fig
 
 
-def online_fig1_cd(subjects: pd.DataFrame, group_comparison: pd.DataFrame):
+def online_fig1_cd(subjects: pd.DataFrame, group_comparison: pd.DataFrame, patient_group: str = "ALS",
+                   comparison=("HS",)):
     """On-line Fig 1C-D: deep-layer thickness (C) and intensity (D), ALS vs healthy subjects.
 
     ``subjects``: :func:`m1lib.analyses.subject_table`; ``group_comparison``:
     :func:`m1lib.analyses.group_comparison` (P values printed).
     """
-    return _two_measures_by_group(subjects, ("thickness_mm", "intensity"), "CD", "group", ["ALS", "HS"],
-                                  GROUP_COLORS, _p_by(group_comparison, "variable"))
+    comparison = (comparison,) if isinstance(comparison, str) else tuple(comparison)
+    order = [patient_group, *comparison]
+    colors = {g: GROUP_COLORS.get(g, c) for g, c in zip(order, ("#b2182b", "#2166ac", "#4d9221", "#762a83"))}
+    first = group_comparison[group_comparison["group_y"] == comparison[0]] \
+        if "group_y" in group_comparison.columns else group_comparison
+    # one P per panel: against the first comparison group (all P values are in the table)
+    return _two_measures_by_group(subjects, ("thickness_mm", "intensity"), "CD", "group", order,
+                                  colors, {k: v for k, v in _p_by(first, "variable").items()},
+                                  p_label=f"vs {comparison[0]}: " if len(comparison) > 1 else "")
 
 
 def online_fig2(subjects: pd.DataFrame, dpr_subgroups: pd.DataFrame):
@@ -204,22 +247,30 @@ def roc_figure(curves: pd.DataFrame, roc: pd.DataFrame, visual_reading: pd.DataF
     """
     readers = visual_reading.pivot(index="reader", columns="statistic", values="estimate").reset_index()
     colors = {"thickness_mm": "#1b9e77", "intensity": "#d95f02", "r2star_s": "#7570b3"}
+    if "group_control" in curves.columns:      # the first comparison group (all AUCs are in the table)
+        control = roc["group_control"].iloc[0]
+        curves = curves[curves["group_control"] == control]
+        roc = roc[roc["group_control"] == control]
+    level = float(roc["conf_level"].iloc[0]) if "conf_level" in roc.columns and len(roc) else 0.95
     with style():
-        fig = Figure(figsize=(3.4, 3.2), layout="constrained")
+        fig = Figure(figsize=(3.4, 4.3), layout="constrained")
         ax = fig.subplots()
         for name, c in curves.groupby("predictor", sort=False):
             row = roc[roc["predictor"] == name].iloc[0]
-            label = f"{_Y.get(name, name).splitlines()[0]}: AUC {row['auc']:.2f} ({row['ci_low']:.2f}\u2013{min(row['ci_high'], 1):.2f})"
+            label = (f"{_Y.get(name, name).splitlines()[0]}: AUC {row['auc']:.2f} "
+                     f"({level:.0%} CI {row['ci_low']:.2f}\u2013{min(row['ci_high'], 1):.2f})")
             ax.step(c["fpr"], c["tpr"], where="post", color=colors.get(name, "black"), label=label)
-        for r, m in zip(readers.itertuples(index=False), ("o", "s", "^", "D")):
-            ax.plot(1 - r.specificity, r.sensitivity, m, color="black", ms=5,
-                    label=f"{r.reader.replace('reader', 'Reader ')} (visual)")
+        for r, m in zip(readers.itertuples(index=False), ("o", "s", "^", "D", "v", "P", "X")):
+            ax.plot(1 - r.specificity, r.sensitivity, m, color="black", ms=5, mfc="none",
+                    label=f"{r.reader} (visual read)")
         ax.plot([0, 1], [0, 1], color="0.7", lw=0.6, ls="--")
         ax.set_xlabel("1 \u2212 specificity")
         ax.set_ylabel("Sensitivity")
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(loc="lower right", frameon=False, fontsize=6)
+        # below the axes, so that no curve is hidden; DeLong intervals
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False, fontsize=6, ncol=1,
+                  title=f"AUC with {level:.0%} DeLong CI", title_fontsize=6)
         return fig
 
 
@@ -260,8 +311,6 @@ def fig1_replica(dataset, healthy: str | None = None, als: str | None = None,
     """
     import nibabel as nib
     import pandas as pd
-    from matplotlib.patches import Ellipse
-
     from m1lib.markups import read_markups
 
     root = Path(dataset)
@@ -401,6 +450,11 @@ def motion_qc_figure(qc: pd.DataFrame, threshold: float = 0.6):
         ax.axhline(threshold, color="black", lw=0.7, ls="--")
         ax.text(len(d) - 0.5, threshold, f" flag below {threshold:g}", va="bottom", ha="right", fontsize=6)
         ax.set_xticks(np.arange(len(d)), d["participant_id"].str.replace("sub-", ""), rotation=90, fontsize=5)
-        ax.set_ylabel("Sharpness ratio\n(relative to median)")
-        ax.set_title("Motion QC: red = excluded for motion in participants.tsv")
+        ax.set_ylabel("Sharpness ratio\n(relative to cohort median)")
+        ax.set_xlabel("Participant")
+        ax.legend(handles=[Patch(color="#b2182b", label="excluded (participants.tsv)"),
+                           Patch(color="#2166ac", label="analysed"),
+                           Line2D([], [], color="black", lw=0.7, ls="--", label=f"QC flag threshold ({threshold:g})")],
+                  loc="upper left", frameon=False, fontsize=6)
+        ax.set_title("Motion QC: edge sharpness per participant")
         return fig

@@ -46,4 +46,4 @@ def test_fig2_reads_rho_and_p_from_the_tables():
                          columns=["measure", "variable", "rho", "p_value", "n"])
     fig = figures.fig2_correlations(limb, s, stats)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
-    assert sum("r = \u22120.50\nP = .010\nn = 18" in t for t in texts) == 6
+    assert sum("ρ = \u22120.50\nP = .010\nn = 18" in t for t in texts) == 6

@@ -274,137 +274,137 @@ def roc_figure(curves: pd.DataFrame, roc: pd.DataFrame, visual_reading: pd.DataF
         return fig
 
 
-# ---------------------------------------------------------------- Fig 1 (replica)
-def fig1_replica(dataset, healthy: str | None = None, als: str | None = None,
-                 area: str = "hand", hemisphere: str = "L", echo: int = 2,
-                 crop_mm: float = 16.0, roi_area_mm2: float = 4.0):
-    """Fig 1 of Cosottini et al. 2016 redrawn from a dataset: healthy vs ALS M1.
+# ---------------------------------------------------------------- Fig 1 and profiles
+_MM_PER_INCH = 25.4
 
-    Two rows (healthy subject A-C, patient D-F), three panels each, from the
-    same full-resolution crop of the acquisition plane centred on the caliper of
-    one Penfield area: (A, D) the image; (B, E) the paper's schematic marks -
-    dots on the superficial hyperintense layer, a bracket on the deep layer,
-    arrowheads on the U-fibre line; (C, F) the measurement - the caliper and an
-    oval ROI of ``roi_area_mm2`` inside the deep layer.
+
+def _crop_panel(ax, crop, window=(0.5, 90.0)):
+    lo, hi = np.percentile(crop.image, window)  # window on tissue: sulcal CSF saturates
+    ax.imshow(crop.image, cmap="gray", origin="lower", extent=crop.extent, vmin=lo, vmax=hi,
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlim(crop.extent[0], crop.extent[1])
+    ax.set_ylim(crop.extent[2], crop.extent[3])
+
+
+def _scale_bar(ax, crop, mm: float = 2.0):
+    x0, y0 = crop.extent[0] + 0.6, crop.extent[2] + 0.6
+    ax.plot([x0, x0 + mm], [y0, y0], color="w", lw=2)
+    ax.text(x0 + mm / 2, y0 + 0.35, f"{mm:g} mm", color="w", fontsize=7, ha="center", va="bottom")
+
+
+def fig1(comparison, patient, comparison_label: str = "Healthy subject", patient_label: str = "ALS",
+         roi_area_mm2: float = 4.0, echo: int = 2):
+    """Fig 1 of Cosottini et al. 2016 redrawn: the deep layer of M1 in a comparison subject
+    (A-C) and a patient (D-F).
 
     Parameters
     ----------
-    dataset : str or Path
-        Dataset folder in the data contract (``participants.tsv``, images,
-        ``derivatives/annotations``).
-    healthy, als : str, optional
-        ``participant_id`` of the two participants. Defaults: the first analysed
-        healthy subject, and the analysed patient with the highest total UMN
-        score (the most affected).
-    area, hemisphere : str
-        Which caliper to centre on (``hand``, ``L`` by default: the hand knob).
-    echo : int
-        1-based echo to show (2 = TE 20 ms, the T2*-weighted one).
-    crop_mm : float
-        Side of the square crop (mm); pixels are shown unsmoothed.
+    comparison, patient : m1lib.crops.Crop
+        The crop of one annotated area of each participant
+        (:func:`m1lib.crops.participant_crops`).
+    comparison_label, patient_label : str
+        Row labels (the data's group names).
     roi_area_mm2 : float
-        Area of the oval ROI drawn in C and F.
+        Area of the measured ROI (for the caption line).
+    echo : int
+        The echo shown (for the title).
 
-    Returns
-    -------
-    matplotlib.figure.Figure
+    Notes
+    -----
+    (A, D) the image; (B, E) the paper's schematic marks - dots on the superficial
+    hyperintense layer, a bracket on the deep layer, arrowheads on the U-fibre line;
+    (C, F) the measurement - the caliper and the ROI that :mod:`m1lib.measure`
+    measured (not a redrawn oval). Draws only; reads no file.
     """
-    import nibabel as nib
-    import pandas as pd
-    from m1lib.markups import read_markups
+    with style():
+        fig = Figure(figsize=(180 / _MM_PER_INCH, 4.9))
+        axes = fig.subplots(2, 3)
+        for row, (crop, label) in enumerate(((comparison, comparison_label), (patient, patient_label))):
+            pts = crop.caliper
+            d = pts[1] - pts[0]
+            length = float(np.hypot(*d))
+            nrm = d / length if length > 0 else np.array([0.0, 1.0])
+            tan = np.array([-nrm[1], nrm[0]])
+            for col in range(3):
+                ax = axes[row, col]
+                _crop_panel(ax, crop)
+                ax.set_title("ABCDEF"[row * 3 + col], loc="left", fontsize=10, fontweight="bold")
+            ax = axes[row, 1]            # B/E: the paper's schematic marks
+            sup = pts[0] - 0.55 * nrm
+            for t in np.linspace(-1.8, 1.8, 5):
+                ax.plot(*(sup + t * tan), "o", ms=2.4, color="#ffd400")
+            off = 2.4 * tan
+            b0, b1 = pts[0] + off, pts[1] + off
+            br = 0.45 * tan
+            ax.plot(*np.column_stack([b0 - br, b0, b1, b1 - br]), color="#ff5a36", lw=1.4)
+            u = pts[1] + 0.2 * nrm
+            for t in (-1.6, 1.6):
+                q = u + t * tan
+                ax.annotate("", xy=q, xytext=q + 1.3 * nrm,
+                            arrowprops=dict(arrowstyle="-|>", color="#39c5ff", lw=1.0))
+            ax = axes[row, 2]            # C/F: the measurement, as measured
+            ax.plot(*pts.T, "-", color="#ffd400", lw=1.2)
+            for e in pts:
+                ax.plot(*np.column_stack([e - 0.5 * tan, e + 0.5 * tan]), color="#ffd400", lw=1.2)
+            ax.plot(crop.roi[:, 0], crop.roi[:, 1], color="#39c5ff", lw=1.1)
+            ax.text(0.03, 0.04, f"caliper {crop.caliper_mm:.2f} mm", transform=ax.transAxes,
+                    color="w", fontsize=7)
+            axes[row, 0].set_ylabel(f"{label}\n{crop.participant_id}", fontsize=8)
+            _scale_bar(axes[row, 0], crop)
+        c = patient
+        fig.suptitle(f"Precentral gyrus, {c.label.replace('_', ' ')} area, echo {echo} GRE, full resolution",
+                     fontsize=8)
+        fig.text(0.5, 0.01, "B/E: dots, superficial hyperintense layer; bracket, deep layer of M1; arrowheads, "
+                 f"U-fibre line. C/F: caliper (yellow) and the {roi_area_mm2:g} mm\u00b2 ROI that was measured (blue)",
+                 ha="center", fontsize=7)
+        fig.subplots_adjust(left=0.07, right=0.99, top=0.9, bottom=0.07, wspace=0.04, hspace=0.12)
+        return fig
 
-    root = Path(dataset)
-    p = pd.read_csv(root / "participants.tsv", sep="\t", na_values=["n/a"],
-                    keep_default_na=False)
-    reads_path = root / "phenotype" / "visual_reads.tsv"
-    reads = pd.read_csv(reads_path, sep="\t") if reads_path.exists() else None
-    if healthy is None or als is None:
-        from m1lib.analyses import example_participants
 
-        h, a = example_participants(p, reads)
-        healthy, als = healthy or h, als or a
-    name = f"{hemisphere}_{area}"
+def profiles_figure(crops, title: str = ""):
+    """Each caliper of one participant for a journal page (180 mm wide, text >= 7 pt).
 
-    fig = Figure(figsize=(9.0, 6.4), dpi=150)
-    axes = fig.subplots(2, 3)
-    for row, (pid, label) in enumerate(((healthy, "Healthy subject"), (als, "ALS"))):
-        img = nib.load(root / pid / "anat" / f"{pid}_echo-{echo}_part-mag_MEGRE.nii.gz")
-        aff = img.affine
-        inv = np.linalg.inv(aff)
-        vox_mm = np.sqrt((aff[:3, :3] ** 2).sum(axis=0))
-        mk = read_markups(root / "derivatives" / "annotations"
-                          / f"{pid}_desc-m1_markups.mrk.json")[name]
-        v = mk.points @ inv[:3, :3].T + inv[:3, 3]          # voxel coordinates
-        k = int(round(v[:, 2].mean()))
-        ci, cj = v[:, :2].mean(axis=0)
-        h = int(round(crop_mm / 2 / vox_mm[0]))
-        i0, j0 = int(round(ci)) - h, int(round(cj)) - h
-        i0, j0 = max(i0, 0), max(j0, 0)
-        i1 = min(i0 + 2 * h + 1, img.shape[0])
-        j1 = min(j0 + 2 * h + 1, img.shape[1])
-        crop = np.asarray(img.dataobj[i0:i1, j0:j1, k], dtype=np.float32).T   # rows = j
-        # window on the tissue: sulcal CSF saturates, as on a reading workstation
-        lo, hi = np.percentile(crop, [0.5, 90.0])
-        # mm coordinates in the acquisition plane, relative to the caliper midpoint
-        ext = [(i0 - 0.5 - ci) * vox_mm[0], (i1 - 0.5 - ci) * vox_mm[0],
-               (j0 - 0.5 - cj) * vox_mm[1], (j1 - 0.5 - cj) * vox_mm[1]]
-        pts = (v[:, :2] - [ci, cj]) * vox_mm[:2]               # caliper ends, mm
-        d = pts[1] - pts[0]
-        length = float(np.hypot(*d))
-        nrm = d / length if length > 0 else np.array([0.0, 1.0])
-        tan = np.array([-nrm[1], nrm[0]])
-        for col in range(3):
-            ax = axes[row, col]
-            ax.imshow(crop, cmap="gray", origin="lower", extent=ext, vmin=lo, vmax=hi,
-                      interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_xlim(ext[0], ext[1])
-            ax.set_ylim(ext[2], ext[3])
-            ax.set_title(f"{'ABCDEF'[row * 3 + col]}", loc="left", fontsize=10,
-                         fontweight="bold")
-        # B/E: the paper's schematic marks
-        ax = axes[row, 1]
-        sup = pts[0] - 0.55 * nrm
-        for s in np.linspace(-1.8, 1.8, 5):
-            ax.plot(*(sup + s * tan), "o", ms=2.4, color="#ffd400")
-        off = 2.4 * tan
-        b0, b1 = pts[0] + off, pts[1] + off
-        br = 0.45 * tan
-        ax.plot(*np.column_stack([b0 - br, b0, b1, b1 - br]), color="#ff5a36", lw=1.4)
-        u = pts[1] + 0.2 * nrm
-        for s in (-1.6, 1.6):
-            q = u + s * tan
-            ax.annotate("", xy=q, xytext=q + 1.3 * nrm,
-                        arrowprops=dict(arrowstyle="-|>", color="#39c5ff", lw=1.0))
-        for text, at in (("M1", pts[1] + 2.6 * nrm - 4.5 * tan),
-                         ("S1", pts[0] - 4.2 * nrm - 4.5 * tan)):
-            ax.text(*at, text, color="w", fontsize=8, ha="center", va="center")
-        # C/F: the measurement
-        ax = axes[row, 2]
-        ax.plot(*pts.T, "-", color="#ffd400", lw=1.2)
-        for e in pts:
-            ax.plot(*np.column_stack([e - 0.5 * tan, e + 0.5 * tan]), color="#ffd400", lw=1.2)
-        minor = min(0.8 * length, 2 * np.sqrt(roi_area_mm2 / np.pi)) if length > 0 else 1.0
-        major = 4 * roi_area_mm2 / (np.pi * minor)
-        ang = np.degrees(np.arctan2(tan[1], tan[0]))
-        ax.add_patch(Ellipse(pts.mean(axis=0), width=major, height=minor, angle=ang,
-                             fill=False, ec="#39c5ff", lw=1.1))
-        ax.text(0.02, 0.03, f"caliper {length:.2f} mm", transform=ax.transAxes,
-                color="w", fontsize=7)
-        axes[row, 0].set_ylabel(f"{label}\n{pid}", fontsize=9)
-        # scale bar on A / D
-        ax = axes[row, 0]
-        x0, y0 = ext[0] + 0.8, ext[2] + 0.8
-        ax.plot([x0, x0 + 2.0], [y0, y0], color="w", lw=2)
-        ax.text(x0 + 1.0, y0 + 0.5, "2 mm", color="w", fontsize=7, ha="center")
-    fig.suptitle(f"Replica of Fig 1: precentral gyrus, {hemisphere} {area} area, "
-                 f"echo {echo} GRE, full resolution", fontsize=10)
-    fig.text(0.5, 0.01, "dots: superficial hyperintense layer; bracket: deep layer of M1; "
-             "arrowheads: U-fibre line; C/F: caliper and "
-             f"{roi_area_mm2:g} mm² oval ROI", ha="center", fontsize=7.5)
-    fig.subplots_adjust(left=0.08, right=0.99, top=0.91, bottom=0.05, wspace=0.04, hspace=0.1)
-    return fig
+    Per area: the slice crop with the caliper, the measured ROI and the fitted layer
+    edges, and beneath it the signal along the caliper (mean of the central lines)
+    with the fitted edge model.
+
+    Parameters
+    ----------
+    crops : sequence of m1lib.crops.Crop
+        One participant's areas (:func:`m1lib.crops.participant_crops`).
+    title : str
+        Figure title (e.g. the participant and group).
+    """
+    ncol = 4
+    nrow = int(np.ceil(len(crops) / ncol))
+    with style():
+        fig = Figure(figsize=(180 / _MM_PER_INCH, 3.15 * nrow + 0.35), layout="constrained")
+        grid = fig.add_gridspec(2 * nrow, ncol, height_ratios=[1.25, 1.0] * nrow)
+        for n, crop in enumerate(crops):
+            r, c = 2 * (n // ncol), n % ncol
+            ax = fig.add_subplot(grid[r, c])
+            _crop_panel(ax, crop)
+            ax.plot(crop.roi[:, 0], crop.roi[:, 1], color="#1f77b4", lw=1)
+            ax.plot(*crop.caliper.T, color="#ff7f0e", lw=1, marker="o", ms=2)
+            for seg, col in zip(crop.edges, ("#2ca02c", "#d62728")):
+                ax.plot(*seg.T, color=col, lw=1, ls="-" if crop.fit_ok else "--")
+            _scale_bar(ax, crop, 1.0)
+            prof = "fit failed" if not np.isfinite(crop.profile_mm) else f"profile {crop.profile_mm:.2f} mm"
+            ax.set_title(f"{crop.label.replace('_', ' ')}: caliper {crop.caliper_mm:.2f} mm, {prof}", fontsize=7)
+            axp = fig.add_subplot(grid[r + 1, c])
+            axp.plot(crop.profile_s, crop.profile_mean, color="black", lw=0.8, label="signal")
+            axp.plot(crop.profile_s, crop.profile_model, color="#d62728", lw=0.8, label="fitted model")
+            for x in (0.0, crop.caliper_mm):
+                axp.axvline(x, color="#ff7f0e", lw=0.6)
+            axp.set_xlabel("Distance along caliper (mm)")
+            axp.set_ylabel("Signal (a.u.)" if c == 0 else "")
+            if n == 0:
+                axp.legend(frameon=False, fontsize=7, loc="best")
+        fig.suptitle((title + ": " if title else "") + "ROI blue, caliper orange, fitted outer/inner edge "
+                     "green/red (dashed: fit not accepted)", fontsize=8)
+        return fig
 
 
 # ---------------------------------------------------------------- measurement checks

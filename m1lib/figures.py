@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 
 import matplotlib
+from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse, Patch
@@ -148,9 +149,9 @@ def fig2_correlations(limb: pd.DataFrame, subjects: pd.DataFrame, stats: pd.Data
                 ax.set_xlabel(_X[clinical])
                 ax.set_ylabel(_Y[measure] if j == 0 else "")
                 panel_letter(ax, next(letters))
-        fig.text(0.5, -0.01, "\u03c1, P: Spearman (per-limb panels: limbs pooled as independent); "
-                 "line: least-squares fit, a visual guide; UMN scores jittered for display",
-                 ha="center", va="top", fontsize=7)
+        # a constrained layout keeps room for a suptitle, not for free text below the axes
+        fig.suptitle("\u03c1, P: Spearman (A, D: limbs pooled as independent); line: least-squares fit, "
+                     "a visual guide; UMN scores jittered for display", fontsize=7)
         return fig
 
 
@@ -288,10 +289,15 @@ def _crop_panel(ax, crop, window=(0.5, 90.0)):
     ax.set_ylim(crop.extent[2], crop.extent[3])
 
 
+_ON_IMAGE = dict(color="w", fontsize=7, bbox=dict(boxstyle="square,pad=0.15", fc="black", ec="none", alpha=0.6))
+
+
 def _scale_bar(ax, crop, mm: float = 2.0):
-    x0, y0 = crop.extent[0] + 0.6, crop.extent[2] + 0.6
-    ax.plot([x0, x0 + mm], [y0, y0], color="w", lw=2)
-    ax.text(x0 + mm / 2, y0 + 0.35, f"{mm:g} mm", color="w", fontsize=7, ha="center", va="bottom")
+    # white on a dark box: readable over bright CSF as over dark white matter
+    x0, y0 = crop.extent[0] + 0.4, crop.extent[3] - 0.5
+    ax.text(x0 + mm / 2, y0, f"{mm:g} mm", ha="center", va="top", **_ON_IMAGE)
+    ax.plot([x0, x0 + mm], [y0 - 0.75, y0 - 0.75], color="w", lw=2, solid_capstyle="butt",
+            path_effects=[patheffects.withStroke(linewidth=3.5, foreground="black")])
 
 
 def fig1(comparison, patient, comparison_label: str = "Healthy subject", patient_label: str = "ALS",
@@ -349,17 +355,17 @@ def fig1(comparison, patient, comparison_label: str = "Healthy subject", patient
             for e in pts:
                 ax.plot(*np.column_stack([e - 0.5 * tan, e + 0.5 * tan]), color="#ffd400", lw=1.2)
             ax.plot(crop.roi[:, 0], crop.roi[:, 1], color="#39c5ff", lw=1.1)
-            ax.text(0.03, 0.04, f"caliper {crop.caliper_mm:.2f} mm", transform=ax.transAxes,
-                    color="w", fontsize=7)
+            ax.text(0.03, 0.04, f"caliper {crop.caliper_mm:.2f} mm", transform=ax.transAxes, **_ON_IMAGE)
             axes[row, 0].set_ylabel(f"{label}\n{crop.participant_id}", fontsize=8)
             _scale_bar(axes[row, 0], crop)
         c = patient
         fig.suptitle(f"Precentral gyrus, {c.label.replace('_', ' ')} area, echo {echo} GRE, full resolution",
                      fontsize=8)
-        fig.text(0.5, 0.01, "B/E: dots, superficial hyperintense layer; bracket, deep layer of M1; arrowheads, "
-                 f"U-fibre line. C/F: caliper (yellow) and the {roi_area_mm2:g} mm\u00b2 ROI that was measured (blue)",
-                 ha="center", fontsize=7)
-        fig.subplots_adjust(left=0.07, right=0.99, top=0.9, bottom=0.07, wspace=0.04, hspace=0.12)
+        fig.text(0.5, 0.005, "B/E: dots, superficial hyperintense layer; bracket, deep layer of M1; arrowheads, "
+                 "U-fibre line.\nC/F: caliper (yellow) and the "
+                 f"{roi_area_mm2:g} mm\u00b2 ROI that was measured (blue; it may extend beyond the crop)",
+                 ha="center", va="bottom", fontsize=7)
+        fig.subplots_adjust(left=0.07, right=0.99, top=0.9, bottom=0.1, wspace=0.04, hspace=0.12)
         return fig
 
 
@@ -392,18 +398,17 @@ def profiles_figure(crops, title: str = ""):
                 ax.plot(*seg.T, color=col, lw=1, ls="-" if crop.fit_ok else "--")
             _scale_bar(ax, crop, 1.0)
             prof = "fit failed" if not np.isfinite(crop.profile_mm) else f"profile {crop.profile_mm:.2f} mm"
-            ax.set_title(f"{crop.label.replace('_', ' ')}: caliper {crop.caliper_mm:.2f} mm, {prof}", fontsize=7)
+            ax.set_title(f"{crop.label.replace('_', ' ')}\ncaliper {crop.caliper_mm:.2f} mm, {prof}", fontsize=7)
             axp = fig.add_subplot(grid[r + 1, c])
-            axp.plot(crop.profile_s, crop.profile_mean, color="black", lw=0.8, label="signal")
-            axp.plot(crop.profile_s, crop.profile_model, color="#d62728", lw=0.8, label="fitted model")
+            axp.plot(crop.profile_s, crop.profile_mean, color="black", lw=0.8)
+            axp.plot(crop.profile_s, crop.profile_model, color="#d62728", lw=0.8)
             for x in (0.0, crop.caliper_mm):
                 axp.axvline(x, color="#ff7f0e", lw=0.6)
             axp.set_xlabel("Distance along caliper (mm)")
             axp.set_ylabel("Signal (a.u.)" if c == 0 else "")
-            if n == 0:
-                axp.legend(frameon=False, fontsize=7, loc="best")
-        fig.suptitle((title + ": " if title else "") + "ROI blue, caliper orange, fitted outer/inner edge "
-                     "green/red (dashed: fit not accepted)", fontsize=8)
+        fig.suptitle((title + ". " if title else "") + "Images: measured ROI blue, caliper orange, fitted "
+                     "outer/inner edge green/red (dashed: fit not accepted). Profiles: signal along the "
+                     "caliper black, fitted edge model red; orange lines: caliper ends", fontsize=7)
         return fig
 
 
@@ -427,7 +432,7 @@ def measurement_error_vs_snr(errors: pd.DataFrame):
                            label="motion-corrupted" if subset == "motion" else "analysed")
             ax.axhline(0, color="0.5", lw=0.6)
             for t in (-0.1, 0.1):
-                ax.axhline(t, color="#b2182b", lw=0.6, ls="--")
+                ax.axhline(t, color="#b2182b", lw=0.6, ls="--", label="\u00b10.1 mm" if t > 0 else None)
             ax.set_title(title)
             ax.set_xlabel("SNR (superficial cortex, echo 1)")
             panel_letter(ax, letter)
@@ -443,18 +448,17 @@ def motion_qc_figure(qc: pd.DataFrame, threshold: float = 0.6):
     """
     with style():
         d = qc.sort_values(["qc_sharpness_relative", "participant_id"], ignore_index=True)
-        fig = Figure(figsize=(6.4, 2.4), layout="constrained")
+        fig = Figure(figsize=(7.09, 2.6), layout="constrained")
         ax = fig.subplots()
         colors = np.where(d["excluded"], "#b2182b", "#2166ac")
         ax.bar(np.arange(len(d)), d["qc_sharpness_relative"], color=colors, width=0.8)
         ax.axhline(threshold, color="black", lw=0.7, ls="--")
-        ax.text(len(d) - 0.5, threshold, f" flag below {threshold:g}", va="bottom", ha="right", fontsize=6)
-        ax.set_xticks(np.arange(len(d)), d["participant_id"].str.replace("sub-", ""), rotation=90, fontsize=5)
+        ax.set_xticks(np.arange(len(d)), d["participant_id"].str.replace("sub-", ""), rotation=90, fontsize=7)
         ax.set_ylabel("Sharpness ratio\n(relative to cohort median)")
         ax.set_xlabel("Participant")
         ax.legend(handles=[Patch(color="#b2182b", label="excluded (participants.tsv)"),
                            Patch(color="#2166ac", label="analysed"),
                            Line2D([], [], color="black", lw=0.7, ls="--", label=f"QC flag threshold ({threshold:g})")],
-                  loc="upper left", frameon=False, fontsize=6)
+                  loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=7)
         ax.set_title("Motion QC: edge sharpness per participant")
         return fig

@@ -17,7 +17,7 @@ from typing import Mapping
 
 import pandas as pd
 
-from m1lib.analyses import CLINICAL_VARIABLES
+from m1lib.analyses import CLINICAL_VARIABLES, MEASURES
 
 __all__ = ["FINDING_COLUMNS", "findings", "alpha_of", "label"]
 
@@ -62,6 +62,11 @@ def _row(**kw) -> dict:
 def _prefixes(reg: Mapping, pattern: str) -> list[str]:
     rx = re.compile(pattern)
     return sorted({m.group(1) for k in reg if (m := rx.match(k))})
+
+
+def _by_measure(names) -> list[str]:
+    """Measured quantities in the package's order (thickness, intensity, R2*), others after."""
+    return sorted(names, key=lambda m: (MEASURES.index(m) if m in MEASURES else len(MEASURES), m))
 
 
 def _sig(p: float, alpha: float):
@@ -198,9 +203,9 @@ def findings(registry: Mapping[str, float], *, alpha: float | None = None,
     rows: list[dict] = []
     for pair in _prefixes(reg, r"^group\.([^.]+_vs_[^.]+)\.[^.]+\.p_value$"):
         a, b = pair.split("_vs_", 1)
-        for measure in _prefixes(reg, rf"^group\.{re.escape(pair)}\.([^.]+)\.p_value$"):
+        for measure in _by_measure(_prefixes(reg, rf"^group\.{re.escape(pair)}\.([^.]+)\.p_value$")):
             rows.append(_two_group(reg, f"group.{pair}.{measure}", "group", measure, b, a, b, alpha, labels))
-    for measure in _prefixes(reg, r"^dpr_subgroups\.([^.]+)\.p_value$"):
+    for measure in _by_measure(_prefixes(reg, r"^dpr_subgroups\.([^.]+)\.p_value$")):
         rows.append(_two_group(reg, f"dpr_subgroups.{measure}", "dpr_subgroups", measure, "dpr",
                                "faster", "slower", alpha, labels))
     for reader in _prefixes(reg, r"^correct_vs_missed\.([^.]+)\.[^.]+\.p_value$"):
@@ -208,7 +213,7 @@ def findings(registry: Mapping[str, float], *, alpha: float | None = None,
             r = _two_group(reg, f"correct_vs_missed.{reader}.{var}", "correct_vs_missed", var,
                            label(reader, labels), "correct", "missed", alpha, labels)
             rows.append(r)
-    for measure in _prefixes(reg, r"^corr\.([^.]+)\.[^.]+\.rho$"):
+    for measure in _by_measure(_prefixes(reg, r"^corr\.([^.]+)\.[^.]+\.rho$")):
         variables = _prefixes(reg, rf"^corr\.{re.escape(measure)}\.([^.]+)\.rho$")
         # the paper's order: per-limb UMN first, then the clinical variables as recorded
         order = ("umn_limb",) + CLINICAL_VARIABLES
@@ -216,7 +221,8 @@ def findings(registry: Mapping[str, float], *, alpha: float | None = None,
             rows.append(_corr(reg, f"corr.{measure}.{var}", measure, var, alpha))
     rows += _agreement(reg, alpha)
     for pair in _prefixes(reg, r"^roc\.([^.]+_vs_[^.]+)\.[^.]+\.auc$"):
-        for pred in _prefixes(reg, rf"^roc\.{re.escape(pair)}\.([^.]+)\.auc$"):
+        preds = _prefixes(reg, rf"^roc\.{re.escape(pair)}\.([^.]+)\.auc$")
+        for pred in _by_measure([q for q in preds if q in MEASURES]) + [q for q in preds if q not in MEASURES]:
             rows.append(_roc(reg, f"roc.{pair}.{pred}", pair, pred, alpha, labels))
     out = pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
     for col in ("significant", "cluster_significant"):

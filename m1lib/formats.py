@@ -17,7 +17,9 @@ def p_text(p: float) -> str:
         return "P = n/a"
     if p < 0.001:
         return "P < .001"
-    return ("P = " + f"{p:.3f}".lstrip("0")) if p < 0.9995 else "P = 1"
+    if p >= 1:
+        return "P = 1"
+    return ("P = " + f"{p:.3f}".lstrip("0")) if p < 0.9995 else "P > .999"
 
 
 def r_text(r: float) -> str:
@@ -25,7 +27,13 @@ def r_text(r: float) -> str:
 
 
 def _signed(x: float, digits: int) -> str:
-    return "n/a" if x is None or x != x else f"{x:.{digits}f}".replace("-", "−")
+    """``x`` with a true minus sign; a value that rounds to zero prints unsigned."""
+    if x is None or x != x:
+        return "n/a"
+    text = f"{x:.{digits}f}"
+    if float(text) == 0:
+        text = text.lstrip("-")
+    return text.replace("-", "−")
 
 
 def rho_text(r: float) -> str:

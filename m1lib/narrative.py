@@ -109,16 +109,18 @@ def _reading(reg: Mapping, f: pd.DataFrame, labels, level: float) -> str | None:
 
 
 def _two_group_sentence(row, what: str, unit: str, digits: int, a_name: str, b_name: str,
-                        level: float) -> str:
+                        level: float, lead: str = "") -> str:
+    """One comparison in words; ``lead`` (e.g. ``"For reader1, "``) starts the sentence."""
+    what = what if lead else _cap(what)
     if row.status != COMPUTED:
-        return f"{_cap(what)} could not be compared between {a_name} and {b_name}: {row.reason}."
+        return f"{lead}{what} could not be compared between {a_name} and {b_name}: {row.reason}."
     nums = (f"median {_signed(row.median_a, digits)} vs {_signed(row.median_b, digits)}{unit}; "
             f"Hodges–Lehmann shift {_signed(row.estimate, digits)}{unit}, "
             f"{ci_text(row.ci_low, row.ci_high, digits, level)}; Mann–Whitney {p_text(row.p_value)}; "
             f"n = {int(row.n_a)} and {int(row.n_b)}")
     if bool(row.significant) and row.direction in ("higher", "lower"):
-        return f"{_cap(what)} was {row.direction} in {a_name} than in {b_name} ({nums})."
-    return f"{_cap(what)} did not differ significantly between {a_name} and {b_name} ({nums})."
+        return f"{lead}{what} was {row.direction} in {a_name} than in {b_name} ({nums})."
+    return f"{lead}{what} did not differ significantly between {a_name} and {b_name} ({nums})."
 
 
 def _measure(name: str) -> tuple[str, str, int]:
@@ -145,8 +147,8 @@ def _correct_vs_missed(f: pd.DataFrame, level: float) -> str | None:
     for row in rows.itertuples(index=False):
         what = VARIABLE_NAMES.get(row.subject, row.subject)
         d = 2 if row.subject == "dpr" else 1
-        out.append(f"{row.against}: " + _two_group_sentence(
-            row, what, "", d, "correctly diagnosed patients", "missed patients", level))
+        out.append(_two_group_sentence(row, what, "", d, "correctly diagnosed patients", "missed patients",
+                                       level, lead=f"For {row.against}, "))
     return " ".join(out)
 
 
@@ -187,8 +189,9 @@ def _correlations(f: pd.DataFrame, level: float) -> str | None:
         rest = g[~g.index.isin(sig.index) & (g["status"] == COMPUTED)]
         if len(rest):
             names = ", ".join(VARIABLE_NAMES.get(v, v) for v in rest["against"])
+            alpha_text = f"{rest['alpha'].iloc[0]:g}".lstrip("0")
             out.append(f"{_cap(_measure(subject)[0])} did not correlate significantly with {names} "
-                       f"(all P ≥ {rest['alpha'].iloc[0]:g}; q-values in the table).")
+                       f"(all P ≥ {alpha_text}; q-values in the table).")
         out += [_corr_sentence(r, level) for r in g[g["status"] != COMPUTED].itertuples(index=False)]
     return " ".join(out)
 

@@ -35,7 +35,9 @@ def _p(p) -> str:
         return "—"
     if p < 0.001:
         return "< .001"
-    return f"{p:.3f}".lstrip("0") if p < 0.9995 else "1"
+    if p >= 1:
+        return "1"
+    return f"{p:.3f}".lstrip("0") if p < 0.9995 else "> .999"
 
 
 def _ci(lo, hi, digits=2) -> str:

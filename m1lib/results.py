@@ -414,6 +414,21 @@ Conventions:
   (see `settings.seed`), so a result does not depend on which other analyses ran.
 - Keys for an optional quantity (`r2star_s`, the null-finding variables) exist only
   when the data have it.
+- Labels are the data's own: readers as `visual_reads.tsv` spells them (any number),
+  groups as `participants.tsv` spells them, with the patient and comparison groups
+  named by the manifest (`settings.patient_group`, `settings.comparison_groups`;
+  ALS vs HS by default). The paper's two-reader, two-group design is a special case:
+  `agreement.reader1_vs_reader2.kappa`, `group.als_vs_hs.thickness_mm.p_value`.
+- A result that cannot be computed on a cohort (a group with fewer than 2 values, one
+  reader, fewer than 3 pairs) is NaN here and "not computed: <why>" in its table.
+- Words come from `m1lib.findings.findings(registry)`: per comparison its direction,
+  P < `settings.alpha` (the pooled per-limb correlations also with the cluster
+  permutation P), effect size and CI, or "not computable" with the reason. Every
+  sentence of the report is written from that table (`m1lib.narrative`).
+- `paper_comparison.csv` (`m1lib.paper`) puts each number the paper reports beside
+  this run's, with its `origin` on the replica (`calibration target`: the generator set
+  it; `derived`: computed from targets without measuring an image; `emerges from
+  measurement`) and whether the paper's and this run's verdicts at alpha agree.
 
 ## Placeholders
 

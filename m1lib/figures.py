@@ -397,17 +397,17 @@ def profiles_figure(crops, title: str = ""):
             for seg, col in zip(crop.edges, ("#2ca02c", "#d62728")):
                 ax.plot(*seg.T, color=col, lw=1, ls="-" if crop.fit_ok else "--")
             _scale_bar(ax, crop, 1.0)
-            prof = "fit failed" if not np.isfinite(crop.profile_mm) else f"profile {crop.profile_mm:.2f} mm"
-            ax.set_title(f"{crop.label.replace('_', ' ')}\ncaliper {crop.caliper_mm:.2f} mm, {prof}", fontsize=7)
+            prof = "fit failed" if not np.isfinite(crop.profile_mm) else f"profile {crop.profile_mm:.2f}"
+            ax.set_title(f"{crop.label.replace('_', ' ')}\ncaliper {crop.caliper_mm:.2f}, {prof} mm", fontsize=7)
             axp = fig.add_subplot(grid[r + 1, c])
             axp.plot(crop.profile_s, crop.profile_mean, color="black", lw=0.8)
             axp.plot(crop.profile_s, crop.profile_model, color="#d62728", lw=0.8)
             for x in (0.0, crop.caliper_mm):
                 axp.axvline(x, color="#ff7f0e", lw=0.6)
-            axp.set_xlabel("Distance along caliper (mm)")
+            axp.set_xlabel("Along caliper (mm)")
             axp.set_ylabel("Signal (a.u.)" if c == 0 else "")
         fig.suptitle((title + ". " if title else "") + "Images: measured ROI blue, caliper orange, fitted "
-                     "outer/inner edge green/red (dashed: fit not accepted). Profiles: signal along the "
+                     "outer/inner edge green/red (dashed: fit not accepted).\nProfiles: signal along the "
                      "caliper black, fitted edge model red; orange lines: caliper ends", fontsize=7)
         return fig
 

@@ -209,7 +209,8 @@ def findings(registry: Mapping[str, float], *, alpha: float | None = None,
         rows.append(_two_group(reg, f"dpr_subgroups.{measure}", "dpr_subgroups", measure, "dpr",
                                "faster", "slower", alpha, labels))
     for reader in _prefixes(reg, r"^correct_vs_missed\.([^.]+)\.[^.]+\.p_value$"):
-        for var in _prefixes(reg, rf"^correct_vs_missed\.{re.escape(reader)}\.([^.]+)\.p_value$"):
+        found = _prefixes(reg, rf"^correct_vs_missed\.{re.escape(reader)}\.([^.]+)\.p_value$")
+        for var in sorted(found, key=lambda v: (v != "umn_total", v != "dpr", v)):   # the paper's order
             r = _two_group(reg, f"correct_vs_missed.{reader}.{var}", "correct_vs_missed", var,
                            label(reader, labels), "correct", "missed", alpha, labels)
             rows.append(r)

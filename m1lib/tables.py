@@ -132,7 +132,7 @@ def agreement_table(agreement: pd.DataFrame, fleiss: pd.DataFrame | None = None)
     rows = [{"readers": f"{r.reader_a} vs {r.reader_b}", "statistic": "Cohen κ", "n": int(r.n),
              "agreement": pct(r.agreement), "κ": _signed(r.kappa, 2), "SE": _signed(r.se, 3),
              "95% CI": _ci(r.ci_low, r.ci_high)} for r in agreement.itertuples(index=False)]
-    if fleiss is not None and len(fleiss):
+    if fleiss is not None and len(fleiss) and (fleiss["kappa"].notna().any() or fleiss["n_raters"].iloc[0] >= 3):
         f = fleiss.iloc[0]
         rows.append({"readers": f["readers"], "statistic": "Fleiss κ", "n": int(f["n"]),
                      "agreement": pct(f["agreement"]), "κ": _signed(f["kappa"], 2) if f["kappa"] == f["kappa"]
@@ -150,7 +150,7 @@ def two_group_table(table: pd.DataFrame, by: str | None = None, digits: int = 2)
     """
     rows = []
     for r in table.to_dict("records"):
-        d = 3 if r.get("variable") == "intensity" else digits
+        d = {"intensity": 3, "umn_total": 1}.get(r.get("variable"), digits)
         row = {by: r[by]} if by else {}
         row["variable"] = _MEASURE_LABELS.get(r["variable"], r["variable"])
         for side in ("x", "y"):

@@ -253,7 +253,7 @@ def data_labels(participants: pd.DataFrame | None = None, reads: pd.DataFrame | 
 
 
 def sentences(reg: Mapping[str, float], labels: Mapping[str, str] | None = None,
-              alpha: float | None = None) -> dict[str, str]:
+              alpha: float | None = None, unmeasured: int = 0) -> dict[str, str]:
     """The report's findings in words, one paragraph per result, from ``reg``.
 
     Parameters
@@ -264,6 +264,8 @@ def sentences(reg: Mapping[str, float], labels: Mapping[str, str] | None = None,
         Key part -> the data's spelling of group and reader labels (:func:`data_labels`).
     alpha : float, optional
         Significance level (default: the registry's ``settings.alpha``, else 0.05).
+    unmeasured : int
+        Analysed participants that could not be measured (said in the cohort paragraph).
 
     Returns
     -------
@@ -276,8 +278,13 @@ def sentences(reg: Mapping[str, float], labels: Mapping[str, str] | None = None,
     alpha = alpha_of(reg) if alpha is None else float(alpha)
     f = findings(reg, labels=labels, alpha=alpha)
     level = 1 - alpha
+    cohort = _cohort(reg, labels)
+    if cohort and unmeasured:
+        cohort += (f" {_n(unmeasured, 'analysed participant')} could not be measured and "
+                   f"{'is' if unmeasured == 1 else 'are'} left out of every quantitative analysis; "
+                   "each result below gives the n it used.")
     out = {
-        "cohort": _cohort(reg, labels),
+        "cohort": cohort,
         "visual_reading": _reading(reg, f, labels, level),
         "correct_vs_missed": _correct_vs_missed(f, level),
         "group": _groups(f, level, "group"),
@@ -410,7 +417,8 @@ def write_index(report: Path, registry: dict[str, float], provenance: dict,
                  f"</code>{' (dirty)' if git.get('dirty') else ''}. Reproduces Cosottini et al., "
                  "AJNR 2016;37:455–61.</p>")
     parts.append(f"<h2>Results</h2><p>Significance level α = {alpha_of(registry):g}; P values two-sided.</p>")
-    for name, text in sentences(registry, labels).items():
+    unmeasured = {u.get("participant_id") for u in provenance.get("unmeasured") or []}
+    for name, text in sentences(registry, labels, unmeasured=len(unmeasured)).items():
         parts.append(f"<p><b>{esc(_TITLES.get(name, name))}.</b> {esc(text)}</p>")
     parts.append("<h2>Notebooks</h2><ul>")
     for nb in sorted(report.glob("[0-9][0-9]_*.html")):

@@ -179,6 +179,7 @@ def test_index_has_banner_unmeasured_notice_captions_and_disagreements(tmp_path)
     assert "Fig 2. Thickness and intensity vs clinical scores" in page
     assert "<tr class='disagree'><td>Thickness ALS vs HS, P" in page
     assert "analysed: 17 als and 13 hs" in page and "18" not in page.split("<h2>Results")[1].split("<h2>")[0]
+    assert "1 analysed participant could not be measured and is left out of every quantitative analysis" in page
     plain = narrative.write_index(tmp_path, reg, {"dataset_kind": "user", "unmeasured": []}).read_text()
     assert "SYNTHETIC" not in plain and "failed" not in plain
 

@@ -8,12 +8,18 @@ forced: headless runs fall back to Agg, and a live notebook keeps its own.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
+from matplotlib import patheffects
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Ellipse, Patch
 import numpy as np
 import pandas as pd
+
+from m1lib.formats import p_text, rho_text
 
 # ---------------------------------------------------------------- style and saving
 #: Fixed style so that figures are identical run to run and machine to machine.
@@ -54,36 +60,58 @@ def save_figure(fig, stem, formats=("png", "pdf")) -> list[Path]:
     return paths
 
 
+def png_bytes(fig, dpi: int = 150) -> bytes:
+    """``fig`` rendered to PNG bytes (no timestamps), e.g. to show it inline."""
+    buf = io.BytesIO()
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(buf, format="png", dpi=dpi, metadata=_METADATA["png"])
+    return buf.getvalue()
+
+
+def show(fig, dpi: int = 150):
+    """An ``IPython.display.Image`` of ``fig`` for a notebook.
+
+    The figures are built as plain :class:`~matplotlib.figure.Figure` objects, not
+    through pyplot, so IPython has no inline formatter for them (a bare ``fig`` at the
+    end of a cell prints ``<Figure size ...>``); an image always displays, in the
+    executed notebook and in its HTML.
+    """
+    from IPython.display import Image  # notebook display only
+
+    return Image(data=png_bytes(fig, dpi), format="png")
+
+
 def panel_letter(ax, letter: str) -> None:
     ax.text(-0.18, 1.04, letter, transform=ax.transAxes, fontsize=10, fontweight="bold",
             va="bottom", ha="left")
 
 
 def format_p(p: float) -> str:
-    """The paper's P style (``P < .001``, ``P = .024``); see :func:`m1lib.narrative.p_text`."""
-    from .narrative import p_text
-
+    """The paper's P style (``P < .001``, ``P = .024``); see :func:`m1lib.formats.p_text`."""
     return p_text(p)
 
 
 def format_r(r: float) -> str:
-    return f"r = {r:.2f}".replace("-", "\u2212")
+    """Spearman's rho as printed on the panels: ``ρ = −0.45``."""
+    return rho_text(r)
 
 
 # ---------------------------------------------------------------- paper figures
 _Y = {"thickness_mm": "Deep-layer thickness (mm)", "intensity": "Deep-layer signal intensity\n(normalized to precuneus)",
       "r2star_s": "Deep-layer R2* (1/s)"}
-_X = {"umn_score": "UMN score (limb)", "dpr": "DPR (points/month)", "alsfrs_r": "ALSFRS-R"}
+_X = {"umn_score": "UMN score (contralateral limb, 0\u20138)", "dpr": "DPR (points/month)", "alsfrs_r": "ALSFRS-R"}
 
 
-def _scatter(ax, x, y, text):
-    ax.scatter(x, y, s=10, color="black", linewidths=0, alpha=0.8)
+def _scatter(ax, x, y, text, jitter: float = 0.0):
+    # integer scores pile up: jitter for display only (fixed seed; fit and statistics use x)
+    shown = x + np.random.default_rng(1).uniform(-jitter, jitter, len(x)) if jitter else x
+    ax.scatter(shown, y, s=10, color="black", linewidths=0, alpha=0.6)
     ok = np.isfinite(x) & np.isfinite(y)
     slope = 0.0
     if ok.sum() >= 3 and np.ptp(x[ok]) > 0:
         slope, icpt = np.polyfit(x[ok], y[ok], 1)  # a visual guide, as in the paper's Fig 2
         xs = np.linspace(x[ok].min(), x[ok].max(), 50)
-        ax.plot(xs, icpt + slope * xs, color="black", lw=0.8)
+        ax.plot(xs, icpt + slope * xs, color="black", lw=0.8, label="least-squares line (guide)")
     # the statistics go in the upper corner the trend leaves empty
     left = slope > 0
     ax.text(0.03 if left else 0.97, 0.97, text, transform=ax.transAxes, ha="left" if left else "right",
@@ -116,10 +144,14 @@ def fig2_correlations(limb: pd.DataFrame, subjects: pd.DataFrame, stats: pd.Data
                 row = stats[(stats["measure"] == measure) & (stats["variable"] == variable)]
                 text = "" if row.empty else \
                     f"{format_r(row['rho'].iloc[0])}\n{format_p(row['p_value'].iloc[0])}\nn = {int(row['n'].iloc[0])}"
-                _scatter(ax, src[clinical].to_numpy(float), src[measure].to_numpy(float), text)
+                _scatter(ax, src[clinical].to_numpy(float), src[measure].to_numpy(float), text,
+                         jitter=0.15 if clinical == "umn_score" else 0.0)
                 ax.set_xlabel(_X[clinical])
                 ax.set_ylabel(_Y[measure] if j == 0 else "")
                 panel_letter(ax, next(letters))
+        # a constrained layout keeps room for a suptitle, not for free text below the axes
+        fig.suptitle("\u03c1, P: Spearman (A, D: limbs pooled as independent); line: least-squares fit, "
+                     "a visual guide; UMN scores jittered for display", fontsize=7)
         return fig
 
 
@@ -139,22 +171,25 @@ def _groups_panel(ax, data: pd.DataFrame, value: str, by: str, order, colors, p_
 
 
 def online_fig1_ab(diagnosis: pd.DataFrame, correct_vs_missed: pd.DataFrame):
-    """On-line Fig 1A-B: total UMN score in correctly diagnosed vs missed patients, per reader.
+    """On-line Fig 1A-B: total UMN score (top) and DPR (bottom) in correctly diagnosed vs
+    missed patients, one column per reader (as the data label them).
 
     ``diagnosis``: :func:`m1lib.analyses.diagnosis_table`; ``correct_vs_missed``:
-    :func:`m1lib.analyses.correct_vs_missed` (its ``umn_total`` P values are printed).
+    :func:`m1lib.analyses.correct_vs_missed` (its P values are printed).
     """
-    p_values = _p_by(correct_vs_missed, "reader", {"variable": "umn_total"})
     readers = sorted(diagnosis["reader"].unique())
+    rows = (("umn_total", "UMN score (total, 0\u201333)"), ("dpr", "DPR (points/month)"))
     with style():
-        fig = Figure(figsize=(1.9 * len(readers) + 0.4, 2.6), layout="constrained")
-        axes = fig.subplots(1, len(readers), squeeze=False)
-        for ax, reader, letter in zip(axes[0], readers, "ABCDEFGH"):
-            d = diagnosis[diagnosis["reader"] == reader]
-            _groups_panel(ax, d, "umn_total", "diagnosis", ["correct", "missed"], CALL_COLORS,
-                          f"{reader.replace('reader', 'Reader ')}: {format_p(p_values.get(reader))}",
-                          "UMN score (total)")
-            panel_letter(ax, letter)
+        fig = Figure(figsize=(1.9 * max(len(readers), 1) + 0.4, 4.8), layout="constrained")
+        axes = fig.subplots(2, max(len(readers), 1), squeeze=False)
+        letters = iter("ABCDEFGHIJKLMNOP")
+        for r, (var, ylabel) in enumerate(rows):
+            p_values = _p_by(correct_vs_missed, "reader", {"variable": var})
+            for ax, reader in zip(axes[r], readers):
+                d = diagnosis[diagnosis["reader"] == reader]
+                _groups_panel(ax, d, var, "diagnosis", ["correct", "missed"], CALL_COLORS,
+                              f"{reader}: {format_p(p_values.get(reader))}", ylabel if ax is axes[r][0] else "")
+                panel_letter(ax, next(letters))
         return fig
 
 
@@ -166,23 +201,32 @@ def _p_by(table: pd.DataFrame, column: str, where: dict | None = None) -> dict:
     return dict(zip(t[column], t["p_value"]))
 
 
-def _two_measures_by_group(subjects, measures, letters, by, order, colors, p_values):
+def _two_measures_by_group(subjects, measures, letters, by, order, colors, p_values, p_label=""):
     with style():
-        fig = Figure(figsize=(4.2, 2.6), layout="constrained")
+        fig = Figure(figsize=(2.1 + 1.05 * len(order), 2.6), layout="constrained")
         for ax, value, letter in zip(fig.subplots(1, len(measures)), measures, letters):
-            _groups_panel(ax, subjects, value, by, order, colors, format_p(p_values.get(value)), _Y[value])
+            _groups_panel(ax, subjects, value, by, order, colors, p_label + format_p(p_values.get(value)),
+                          _Y[value])
             panel_letter(ax, letter)
         return fig
 
 
-def online_fig1_cd(subjects: pd.DataFrame, group_comparison: pd.DataFrame):
+def online_fig1_cd(subjects: pd.DataFrame, group_comparison: pd.DataFrame, patient_group: str = "ALS",
+                   comparison=("HS",)):
     """On-line Fig 1C-D: deep-layer thickness (C) and intensity (D), ALS vs healthy subjects.
 
     ``subjects``: :func:`m1lib.analyses.subject_table`; ``group_comparison``:
     :func:`m1lib.analyses.group_comparison` (P values printed).
     """
-    return _two_measures_by_group(subjects, ("thickness_mm", "intensity"), "CD", "group", ["ALS", "HS"],
-                                  GROUP_COLORS, _p_by(group_comparison, "variable"))
+    comparison = (comparison,) if isinstance(comparison, str) else tuple(comparison)
+    order = [patient_group, *comparison]
+    colors = {g: GROUP_COLORS.get(g, c) for g, c in zip(order, ("#b2182b", "#2166ac", "#4d9221", "#762a83"))}
+    first = group_comparison[group_comparison["group_y"] == comparison[0]] \
+        if "group_y" in group_comparison.columns else group_comparison
+    # one P per panel: against the first comparison group (all P values are in the table)
+    return _two_measures_by_group(subjects, ("thickness_mm", "intensity"), "CD", "group", order,
+                                  colors, {k: v for k, v in _p_by(first, "variable").items()},
+                                  p_label=f"vs {comparison[0]}: " if len(comparison) > 1 else "")
 
 
 def online_fig2(subjects: pd.DataFrame, dpr_subgroups: pd.DataFrame):
@@ -204,158 +248,168 @@ def roc_figure(curves: pd.DataFrame, roc: pd.DataFrame, visual_reading: pd.DataF
     """
     readers = visual_reading.pivot(index="reader", columns="statistic", values="estimate").reset_index()
     colors = {"thickness_mm": "#1b9e77", "intensity": "#d95f02", "r2star_s": "#7570b3"}
+    if "group_control" in curves.columns:      # the first comparison group (all AUCs are in the table)
+        control = roc["group_control"].iloc[0]
+        curves = curves[curves["group_control"] == control]
+        roc = roc[roc["group_control"] == control]
+    level = float(roc["conf_level"].iloc[0]) if "conf_level" in roc.columns and len(roc) else 0.95
     with style():
-        fig = Figure(figsize=(3.4, 3.2), layout="constrained")
+        fig = Figure(figsize=(3.4, 4.3), layout="constrained")
         ax = fig.subplots()
         for name, c in curves.groupby("predictor", sort=False):
             row = roc[roc["predictor"] == name].iloc[0]
-            label = f"{_Y.get(name, name).splitlines()[0]}: AUC {row['auc']:.2f} ({row['ci_low']:.2f}\u2013{min(row['ci_high'], 1):.2f})"
+            label = (f"{_Y.get(name, name).splitlines()[0]}: AUC {row['auc']:.2f} "
+                     f"({level:.0%} CI {row['ci_low']:.2f}\u2013{min(row['ci_high'], 1):.2f})")
             ax.step(c["fpr"], c["tpr"], where="post", color=colors.get(name, "black"), label=label)
-        for r, m in zip(readers.itertuples(index=False), ("o", "s", "^", "D")):
-            ax.plot(1 - r.specificity, r.sensitivity, m, color="black", ms=5,
-                    label=f"{r.reader.replace('reader', 'Reader ')} (visual)")
+        for r, m in zip(readers.itertuples(index=False), ("o", "s", "^", "D", "v", "P", "X")):
+            ax.plot(1 - r.specificity, r.sensitivity, m, color="black", ms=5, mfc="none",
+                    label=f"{r.reader} (visual read)")
         ax.plot([0, 1], [0, 1], color="0.7", lw=0.6, ls="--")
         ax.set_xlabel("1 \u2212 specificity")
         ax.set_ylabel("Sensitivity")
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(loc="lower right", frameon=False, fontsize=6)
+        # below the axes, so that no curve is hidden; DeLong intervals
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False, fontsize=6, ncol=1,
+                  title=f"AUC with {level:.0%} DeLong CI", title_fontsize=6)
         return fig
 
 
-# ---------------------------------------------------------------- Fig 1 (replica)
-def fig1_replica(dataset, healthy: str | None = None, als: str | None = None,
-                 area: str = "hand", hemisphere: str = "L", echo: int = 2,
-                 crop_mm: float = 16.0, roi_area_mm2: float = 4.0):
-    """Fig 1 of Cosottini et al. 2016 redrawn from a dataset: healthy vs ALS M1.
+# ---------------------------------------------------------------- Fig 1 and profiles
+_MM_PER_INCH = 25.4
 
-    Two rows (healthy subject A-C, patient D-F), three panels each, from the
-    same full-resolution crop of the acquisition plane centred on the caliper of
-    one Penfield area: (A, D) the image; (B, E) the paper's schematic marks -
-    dots on the superficial hyperintense layer, a bracket on the deep layer,
-    arrowheads on the U-fibre line; (C, F) the measurement - the caliper and an
-    oval ROI of ``roi_area_mm2`` inside the deep layer.
+
+def _crop_panel(ax, crop, window=(0.5, 90.0)):
+    lo, hi = np.percentile(crop.image, window)  # window on tissue: sulcal CSF saturates
+    ax.imshow(crop.image, cmap="gray", origin="lower", extent=crop.extent, vmin=lo, vmax=hi,
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlim(crop.extent[0], crop.extent[1])
+    ax.set_ylim(crop.extent[2], crop.extent[3])
+
+
+_ON_IMAGE = dict(color="w", fontsize=7, bbox=dict(boxstyle="square,pad=0.15", fc="black", ec="none", alpha=0.6))
+
+
+def _scale_bar(ax, crop, mm: float = 2.0):
+    # white on a dark box: readable over bright CSF as over dark white matter
+    x0, y0 = crop.extent[0] + 0.4, crop.extent[3] - 0.5
+    ax.text(x0 + mm / 2, y0, f"{mm:g} mm", ha="center", va="top", **_ON_IMAGE)
+    ax.plot([x0, x0 + mm], [y0 - 0.75, y0 - 0.75], color="w", lw=2, solid_capstyle="butt",
+            path_effects=[patheffects.withStroke(linewidth=3.5, foreground="black")])
+
+
+def fig1(comparison, patient, comparison_label: str = "Healthy subject", patient_label: str = "ALS",
+         roi_area_mm2: float = 4.0, echo: int = 2):
+    """Fig 1 of Cosottini et al. 2016 redrawn: the deep layer of M1 in a comparison subject
+    (A-C) and a patient (D-F).
 
     Parameters
     ----------
-    dataset : str or Path
-        Dataset folder in the data contract (``participants.tsv``, images,
-        ``derivatives/annotations``).
-    healthy, als : str, optional
-        ``participant_id`` of the two participants. Defaults: the first analysed
-        healthy subject, and the analysed patient with the highest total UMN
-        score (the most affected).
-    area, hemisphere : str
-        Which caliper to centre on (``hand``, ``L`` by default: the hand knob).
-    echo : int
-        1-based echo to show (2 = TE 20 ms, the T2*-weighted one).
-    crop_mm : float
-        Side of the square crop (mm); pixels are shown unsmoothed.
+    comparison, patient : m1lib.crops.Crop
+        The crop of one annotated area of each participant
+        (:func:`m1lib.crops.participant_crops`).
+    comparison_label, patient_label : str
+        Row labels (the data's group names).
     roi_area_mm2 : float
-        Area of the oval ROI drawn in C and F.
+        Area of the measured ROI (for the caption line).
+    echo : int
+        The echo shown (for the title).
 
-    Returns
-    -------
-    matplotlib.figure.Figure
+    Notes
+    -----
+    (A, D) the image; (B, E) the paper's schematic marks - dots on the superficial
+    hyperintense layer, a bracket on the deep layer, arrowheads on the U-fibre line;
+    (C, F) the measurement - the caliper and the ROI that :mod:`m1lib.measure`
+    measured (not a redrawn oval). Draws only; reads no file.
     """
-    import nibabel as nib
-    import pandas as pd
-    from matplotlib.patches import Ellipse
+    with style():
+        fig = Figure(figsize=(180 / _MM_PER_INCH, 4.9))
+        axes = fig.subplots(2, 3)
+        for row, (crop, label) in enumerate(((comparison, comparison_label), (patient, patient_label))):
+            pts = crop.caliper
+            d = pts[1] - pts[0]
+            length = float(np.hypot(*d))
+            nrm = d / length if length > 0 else np.array([0.0, 1.0])
+            tan = np.array([-nrm[1], nrm[0]])
+            for col in range(3):
+                ax = axes[row, col]
+                _crop_panel(ax, crop)
+                ax.set_title("ABCDEF"[row * 3 + col], loc="left", fontsize=10, fontweight="bold")
+            ax = axes[row, 1]            # B/E: the paper's schematic marks
+            sup = pts[0] - 0.55 * nrm
+            for t in np.linspace(-1.8, 1.8, 5):
+                ax.plot(*(sup + t * tan), "o", ms=2.4, color="#ffd400")
+            off = 2.4 * tan
+            b0, b1 = pts[0] + off, pts[1] + off
+            br = 0.45 * tan
+            ax.plot(*np.column_stack([b0 - br, b0, b1, b1 - br]), color="#ff5a36", lw=1.4)
+            u = pts[1] + 0.2 * nrm
+            for t in (-1.6, 1.6):
+                q = u + t * tan
+                ax.annotate("", xy=q, xytext=q + 1.3 * nrm,
+                            arrowprops=dict(arrowstyle="-|>", color="#39c5ff", lw=1.0))
+            ax = axes[row, 2]            # C/F: the measurement, as measured
+            ax.plot(*pts.T, "-", color="#ffd400", lw=1.2)
+            for e in pts:
+                ax.plot(*np.column_stack([e - 0.5 * tan, e + 0.5 * tan]), color="#ffd400", lw=1.2)
+            ax.plot(crop.roi[:, 0], crop.roi[:, 1], color="#39c5ff", lw=1.1)
+            ax.text(0.03, 0.04, f"caliper {crop.caliper_mm:.2f} mm", transform=ax.transAxes, **_ON_IMAGE)
+            axes[row, 0].set_ylabel(f"{label}\n{crop.participant_id}", fontsize=8)
+            _scale_bar(axes[row, 0], crop)
+        c = patient
+        fig.suptitle(f"Precentral gyrus, {c.label.replace('_', ' ')} area, echo {echo} GRE, full resolution",
+                     fontsize=8)
+        fig.text(0.5, 0.005, "B/E: dots, superficial hyperintense layer; bracket, deep layer of M1; arrowheads, "
+                 "U-fibre line.\nC/F: caliper (yellow) and the "
+                 f"{roi_area_mm2:g} mm\u00b2 ROI that was measured (blue; it may extend beyond the crop)",
+                 ha="center", va="bottom", fontsize=7)
+        fig.subplots_adjust(left=0.07, right=0.99, top=0.9, bottom=0.1, wspace=0.04, hspace=0.12)
+        return fig
 
-    from m1lib.markups import read_markups
 
-    root = Path(dataset)
-    p = pd.read_csv(root / "participants.tsv", sep="\t", na_values=["n/a"],
-                    keep_default_na=False)
-    reads_path = root / "phenotype" / "visual_reads.tsv"
-    reads = pd.read_csv(reads_path, sep="\t") if reads_path.exists() else None
-    if healthy is None or als is None:
-        from m1lib.analyses import example_participants
+def profiles_figure(crops, title: str = ""):
+    """Each caliper of one participant for a journal page (180 mm wide, text >= 7 pt).
 
-        h, a = example_participants(p, reads)
-        healthy, als = healthy or h, als or a
-    name = f"{hemisphere}_{area}"
+    Per area: the slice crop with the caliper, the measured ROI and the fitted layer
+    edges, and beneath it the signal along the caliper (mean of the central lines)
+    with the fitted edge model.
 
-    fig = Figure(figsize=(9.0, 6.4), dpi=150)
-    axes = fig.subplots(2, 3)
-    for row, (pid, label) in enumerate(((healthy, "Healthy subject"), (als, "ALS"))):
-        img = nib.load(root / pid / "anat" / f"{pid}_echo-{echo}_part-mag_MEGRE.nii.gz")
-        aff = img.affine
-        inv = np.linalg.inv(aff)
-        vox_mm = np.sqrt((aff[:3, :3] ** 2).sum(axis=0))
-        mk = read_markups(root / "derivatives" / "annotations"
-                          / f"{pid}_desc-m1_markups.mrk.json")[name]
-        v = mk.points @ inv[:3, :3].T + inv[:3, 3]          # voxel coordinates
-        k = int(round(v[:, 2].mean()))
-        ci, cj = v[:, :2].mean(axis=0)
-        h = int(round(crop_mm / 2 / vox_mm[0]))
-        i0, j0 = int(round(ci)) - h, int(round(cj)) - h
-        i0, j0 = max(i0, 0), max(j0, 0)
-        i1 = min(i0 + 2 * h + 1, img.shape[0])
-        j1 = min(j0 + 2 * h + 1, img.shape[1])
-        crop = np.asarray(img.dataobj[i0:i1, j0:j1, k], dtype=np.float32).T   # rows = j
-        # window on the tissue: sulcal CSF saturates, as on a reading workstation
-        lo, hi = np.percentile(crop, [0.5, 90.0])
-        # mm coordinates in the acquisition plane, relative to the caliper midpoint
-        ext = [(i0 - 0.5 - ci) * vox_mm[0], (i1 - 0.5 - ci) * vox_mm[0],
-               (j0 - 0.5 - cj) * vox_mm[1], (j1 - 0.5 - cj) * vox_mm[1]]
-        pts = (v[:, :2] - [ci, cj]) * vox_mm[:2]               # caliper ends, mm
-        d = pts[1] - pts[0]
-        length = float(np.hypot(*d))
-        nrm = d / length if length > 0 else np.array([0.0, 1.0])
-        tan = np.array([-nrm[1], nrm[0]])
-        for col in range(3):
-            ax = axes[row, col]
-            ax.imshow(crop, cmap="gray", origin="lower", extent=ext, vmin=lo, vmax=hi,
-                      interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_xlim(ext[0], ext[1])
-            ax.set_ylim(ext[2], ext[3])
-            ax.set_title(f"{'ABCDEF'[row * 3 + col]}", loc="left", fontsize=10,
-                         fontweight="bold")
-        # B/E: the paper's schematic marks
-        ax = axes[row, 1]
-        sup = pts[0] - 0.55 * nrm
-        for s in np.linspace(-1.8, 1.8, 5):
-            ax.plot(*(sup + s * tan), "o", ms=2.4, color="#ffd400")
-        off = 2.4 * tan
-        b0, b1 = pts[0] + off, pts[1] + off
-        br = 0.45 * tan
-        ax.plot(*np.column_stack([b0 - br, b0, b1, b1 - br]), color="#ff5a36", lw=1.4)
-        u = pts[1] + 0.2 * nrm
-        for s in (-1.6, 1.6):
-            q = u + s * tan
-            ax.annotate("", xy=q, xytext=q + 1.3 * nrm,
-                        arrowprops=dict(arrowstyle="-|>", color="#39c5ff", lw=1.0))
-        for text, at in (("M1", pts[1] + 2.6 * nrm - 4.5 * tan),
-                         ("S1", pts[0] - 4.2 * nrm - 4.5 * tan)):
-            ax.text(*at, text, color="w", fontsize=8, ha="center", va="center")
-        # C/F: the measurement
-        ax = axes[row, 2]
-        ax.plot(*pts.T, "-", color="#ffd400", lw=1.2)
-        for e in pts:
-            ax.plot(*np.column_stack([e - 0.5 * tan, e + 0.5 * tan]), color="#ffd400", lw=1.2)
-        minor = min(0.8 * length, 2 * np.sqrt(roi_area_mm2 / np.pi)) if length > 0 else 1.0
-        major = 4 * roi_area_mm2 / (np.pi * minor)
-        ang = np.degrees(np.arctan2(tan[1], tan[0]))
-        ax.add_patch(Ellipse(pts.mean(axis=0), width=major, height=minor, angle=ang,
-                             fill=False, ec="#39c5ff", lw=1.1))
-        ax.text(0.02, 0.03, f"caliper {length:.2f} mm", transform=ax.transAxes,
-                color="w", fontsize=7)
-        axes[row, 0].set_ylabel(f"{label}\n{pid}", fontsize=9)
-        # scale bar on A / D
-        ax = axes[row, 0]
-        x0, y0 = ext[0] + 0.8, ext[2] + 0.8
-        ax.plot([x0, x0 + 2.0], [y0, y0], color="w", lw=2)
-        ax.text(x0 + 1.0, y0 + 0.5, "2 mm", color="w", fontsize=7, ha="center")
-    fig.suptitle(f"Replica of Fig 1: precentral gyrus, {hemisphere} {area} area, "
-                 f"echo {echo} GRE, full resolution", fontsize=10)
-    fig.text(0.5, 0.01, "dots: superficial hyperintense layer; bracket: deep layer of M1; "
-             "arrowheads: U-fibre line; C/F: caliper and "
-             f"{roi_area_mm2:g} mm² oval ROI", ha="center", fontsize=7.5)
-    fig.subplots_adjust(left=0.08, right=0.99, top=0.91, bottom=0.05, wspace=0.04, hspace=0.1)
-    return fig
+    Parameters
+    ----------
+    crops : sequence of m1lib.crops.Crop
+        One participant's areas (:func:`m1lib.crops.participant_crops`).
+    title : str
+        Figure title (e.g. the participant and group).
+    """
+    ncol = 4
+    nrow = int(np.ceil(len(crops) / ncol))
+    with style():
+        fig = Figure(figsize=(180 / _MM_PER_INCH, 3.15 * nrow + 0.35), layout="constrained")
+        grid = fig.add_gridspec(2 * nrow, ncol, height_ratios=[1.25, 1.0] * nrow)
+        for n, crop in enumerate(crops):
+            r, c = 2 * (n // ncol), n % ncol
+            ax = fig.add_subplot(grid[r, c])
+            _crop_panel(ax, crop)
+            ax.plot(crop.roi[:, 0], crop.roi[:, 1], color="#1f77b4", lw=1)
+            ax.plot(*crop.caliper.T, color="#ff7f0e", lw=1, marker="o", ms=2)
+            for seg, col in zip(crop.edges, ("#2ca02c", "#d62728")):
+                ax.plot(*seg.T, color=col, lw=1, ls="-" if crop.fit_ok else "--")
+            _scale_bar(ax, crop, 1.0)
+            prof = "fit failed" if not np.isfinite(crop.profile_mm) else f"profile {crop.profile_mm:.2f}"
+            ax.set_title(f"{crop.label.replace('_', ' ')}\ncaliper {crop.caliper_mm:.2f}, {prof} mm", fontsize=7)
+            axp = fig.add_subplot(grid[r + 1, c])
+            axp.plot(crop.profile_s, crop.profile_mean, color="black", lw=0.8)
+            axp.plot(crop.profile_s, crop.profile_model, color="#d62728", lw=0.8)
+            for x in (0.0, crop.caliper_mm):
+                axp.axvline(x, color="#ff7f0e", lw=0.6)
+            axp.set_xlabel("Along caliper (mm)")
+            axp.set_ylabel("Signal (a.u.)" if c == 0 else "")
+        fig.suptitle((title + ". " if title else "") + "Images: measured ROI blue, caliper orange, fitted "
+                     "outer/inner edge green/red (dashed: fit not accepted).\nProfiles: signal along the "
+                     "caliper black, fitted edge model red; orange lines: caliper ends", fontsize=7)
+        return fig
 
 
 # ---------------------------------------------------------------- measurement checks
@@ -378,7 +432,7 @@ def measurement_error_vs_snr(errors: pd.DataFrame):
                            label="motion-corrupted" if subset == "motion" else "analysed")
             ax.axhline(0, color="0.5", lw=0.6)
             for t in (-0.1, 0.1):
-                ax.axhline(t, color="#b2182b", lw=0.6, ls="--")
+                ax.axhline(t, color="#b2182b", lw=0.6, ls="--", label="\u00b10.1 mm" if t > 0 else None)
             ax.set_title(title)
             ax.set_xlabel("SNR (superficial cortex, echo 1)")
             panel_letter(ax, letter)
@@ -394,13 +448,17 @@ def motion_qc_figure(qc: pd.DataFrame, threshold: float = 0.6):
     """
     with style():
         d = qc.sort_values(["qc_sharpness_relative", "participant_id"], ignore_index=True)
-        fig = Figure(figsize=(6.4, 2.4), layout="constrained")
+        fig = Figure(figsize=(7.09, 2.6), layout="constrained")
         ax = fig.subplots()
         colors = np.where(d["excluded"], "#b2182b", "#2166ac")
         ax.bar(np.arange(len(d)), d["qc_sharpness_relative"], color=colors, width=0.8)
         ax.axhline(threshold, color="black", lw=0.7, ls="--")
-        ax.text(len(d) - 0.5, threshold, f" flag below {threshold:g}", va="bottom", ha="right", fontsize=6)
-        ax.set_xticks(np.arange(len(d)), d["participant_id"].str.replace("sub-", ""), rotation=90, fontsize=5)
-        ax.set_ylabel("Sharpness ratio\n(relative to median)")
-        ax.set_title("Motion QC: red = excluded for motion in participants.tsv")
+        ax.set_xticks(np.arange(len(d)), d["participant_id"].str.replace("sub-", ""), rotation=90, fontsize=7)
+        ax.set_ylabel("Sharpness ratio\n(relative to cohort median)")
+        ax.set_xlabel("Participant")
+        ax.legend(handles=[Patch(color="#b2182b", label="excluded (participants.tsv)"),
+                           Patch(color="#2166ac", label="analysed"),
+                           Line2D([], [], color="black", lw=0.7, ls="--", label=f"QC flag threshold ({threshold:g})")],
+                  loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=7)
+        ax.set_title("Motion QC: edge sharpness per participant")
         return fig

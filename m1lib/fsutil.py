@@ -131,7 +131,12 @@ def staging_dir(target: Path) -> Path:
     """A new, uniquely named folder beside ``target`` to build its replacement in."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    # mkdtemp creates 0700; what replaces ``target`` is for the group too (honour the umask)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(stage, 0o777 & ~umask)
+    return stage
 
 
 def _leftovers(target: Path, kind: str) -> list[Path]:

@@ -222,6 +222,7 @@ def build_tables(manifest: Manifest | str | Path = "data_manifest.yaml", *, jobs
     manifest = _as_manifest(manifest)
     ensure_replica(manifest, log=log)
     ds = load_dataset(manifest)
+    failures = None
     if ds.measurements is not None:
         meas, source = ds.measurements, "precomputed"
         failures = cache.normalise_failures(pd.DataFrame(columns=list(cache.FAILURE_COLUMNS)))

@@ -35,10 +35,11 @@ from .execute import (KERNEL_NAME, NotebookRun, describe_failure, ensure_kernel,
 from .fsutil import RunLock, recover_dir, replace_dir, staging_dir
 from .manifest import load_manifest
 from .narrative import write_index
+from .paper import paper_comparison
 from .pipeline import build_tables, run_record
 from .progress import Progress
 from .provenance import git_state, package_fingerprint, package_versions
-from .results import registry_from_json, registry_to_json
+from .results import key_part, registry_from_json, registry_to_json
 from .snapshot import SNAPSHOT_DIR, freeze
 
 NOTEBOOK_DIR = packaged_notebooks()
@@ -297,9 +298,9 @@ def _assemble(runs, stage, out, tables, record, meta, params, kernel, manifest, 
         raise RuntimeError(f"cohort.n_unmeasured: a notebook recorded {registry['cohort.n_unmeasured']}, "
                            f"the run counted {n_unmeasured}")
     (stage / "results.json").write_text(registry_to_json(registry))
-    paper_comparison(registry).to_csv(stage / "paper_comparison.csv", index=False,
-                                       lineterminator="\n", float_format="%.10g")
     s = tables.manifest.settings
+    paper_comparison(registry, replica=record["dataset_kind"] == "replica").to_csv(
+        stage / "paper_comparison.csv", index=False, lineterminator="\n", float_format="%.10g")
     prov = {"m1lib": __version__, "git": git_state(), "python": sys.version.split()[0],
             "interpreter": sys.executable, "platform": platform.platform(),
             "packages": package_versions(), "kernel": kernel,
@@ -314,7 +315,8 @@ def _assemble(runs, stage, out, tables, record, meta, params, kernel, manifest, 
             "parameters": {**params}, "seed": s.seed,
             "notebooks": {n: {"status": r.status, "seconds": round(r.seconds, 2), "key": r.key}
                           for n, r in sorted(runs.items())},
-            "total_seconds": round(time.perf_counter() - t0, 2)}
+            "total_seconds": round(time.perf_counter() - t0, 2),
+            "labels": {key_part(g): g for g in (s.patient_group, *s.comparison_groups)}}
     (stage / "provenance.json").write_text(json.dumps(prov, indent=2, sort_keys=True) + "\n")
     write_index(stage, registry, prov)
     replace_dir(stage, out)
@@ -369,41 +371,3 @@ def _copy_outputs(src: Path, dst: Path, name: str) -> None:
             shutil.copy2(src / f, dst / f)
 
 
-# --------------------------------------------------------------------------- paper vs run
-def _paper_number(values: dict, path: str):
-    node = values
-    for part in path.split("."):
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    return node
-
-
-def paper_comparison(registry: dict[str, float]) -> pd.DataFrame:
-    """Each number the paper reports beside this run's value.
-
-    Reads the project's own data files (``m1lib/data/paper_values.yaml`` and the
-    key map ``paper_comparison.yaml``), never ``shared/``; the analyses never read them.
-    """
-    import yaml
-
-    data = Path(__file__).parent / "data"
-    values = yaml.safe_load((data / "paper_values.yaml").read_text())
-    rows = yaml.safe_load((data / "paper_comparison.yaml").read_text())["comparisons"]
-    out = []
-    for r in rows:
-        run = registry.get(r["key"])
-        run = float("nan") if run is None else float(run)
-        out.append({"result": r["label"], "registry_key": r["key"],
-                    "paper": _paper_number(values, r["paper"]), "this_run": run,
-                    "this_run_display": _display(r["key"], run)})
-    return pd.DataFrame(out)
-
-
-def _display(key: str, value: float) -> str:
-    """This run's value as the paper prints it: P values as ``<.001``/``.024``, others 3 digits."""
-    from .narrative import p_text
-
-    if value != value:
-        return "n/a"
-    if key.endswith("p_value"):
-        return p_text(value).removeprefix("P ").removeprefix("= ")
-    return f"{value:.3g}" if abs(value) < 1e3 else f"{value:.0f}"

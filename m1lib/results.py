@@ -234,10 +234,16 @@ _NAME = r"[a-z0-9_]+"
 
 #: Placeholders used in :data:`CATALOGUE` patterns: (regex, description).
 PLACEHOLDERS: dict[str, tuple[str, str]] = {
-    "reader": (_NAME, "a reader's name from `visual_reads.tsv`, made key-safe "
-                      "(lower case; other characters become `_`)"),
+    "reader": (_NAME, "a reader's label as `visual_reads.tsv` spells it, made key-safe "
+                      "(lower case; other characters become `_`): any readers, one or more"),
     "reader_a": (_NAME, "first reader of a pair (readers in sorted order)"),
     "reader_b": (_NAME, "second reader of a pair"),
+    "group": (_NAME, "a group label as `participants.tsv` spells it, made key-safe (`als`, "
+                     "`hs`, `mimic` ...)"),
+    "patient": (_NAME, "the patient group's label (manifest `settings.patient_group`, "
+                       "default `ALS`), made key-safe"),
+    "comparison": (_NAME, "a comparison group's label (manifest `settings.comparison_groups`, "
+                          "default `HS`), made key-safe"),
     "measure": (_MEASURES, "a measured quantity: `thickness_mm`, `intensity`, and "
                            "`r2star_s` when the measurements have it"),
     "variable": (_CLINICAL, "a clinical variable present in the data: `dpr`, "
@@ -272,11 +278,11 @@ _TWO_GROUP_STATS = [
 ]
 
 
-def _two_group(section: str, prefix: str, labels: tuple[str, str], what: str) -> list:
-    a, b = labels
+def _two_group(section: str, prefix: str, labels: tuple[str, str] | None, what: str) -> list:
     out = []
     for suffix, meaning, method in _TWO_GROUP_STATS:
-        suffix = suffix.replace("{a,b}", "{%s,%s}" % (a, b))
+        # labels None: the groups are the data's own (a `<group>` placeholder)
+        suffix = suffix.replace("{a,b}", "<group>" if labels is None else "{%s,%s}" % labels)
         out.append(CatalogueEntry(section, f"{prefix}.{suffix}", f"{what}: {meaning}", method))
     return out
 
@@ -301,25 +307,27 @@ CATALOGUE: tuple[CatalogueEntry, ...] = tuple(
         CatalogueEntry("settings", "settings.alpha", "significance level; CIs are at 1 - alpha", "input"),
         CatalogueEntry("settings", "settings.n_boot", "bootstrap resamples and permutations", "input"),
         CatalogueEntry("settings", "settings.seed", "seed of all resampling", "input; a correlation draws from `numpy.random.default_rng([seed, crc32('corr|<measure>|<variable>')])`, a per-limb analysis from `[seed, crc32('limb|<measure>')]`"),
-        CatalogueEntry("cohort", "cohort.n_{als,hs}", "analysed participants per group", "count of `excluded == false`"),
-        CatalogueEntry("cohort", "cohort.n_{als,hs}_enrolled", "enrolled participants per group", "count of rows in participants.tsv"),
-        CatalogueEntry("cohort", "cohort.n_{als,hs}_excluded", "excluded participants per group", "count of `excluded == true`"),
-        CatalogueEntry("cohort", "cohort.{enrolled,analysed}.{als,hs}.n_{female,male}", "participants by sex", "count"),
-        CatalogueEntry("cohort", "cohort.{enrolled,analysed}.{als,hs}.age.{mean,sd}", "age in years", "mean, SD (n-1)"),
-        CatalogueEntry("cohort", "cohort.analysed.als.<clinical>.{mean,sd}", "clinical scores of the analysed patients (the paper's 18)", "mean, SD (n-1); `umn_total` and `dpr` derived by m1lib.contract"),
-        CatalogueEntry("visual_reading", "visual_reading.<reader>.{tp,fp,tn,fn}", "reader's 2x2 table against the group label (positive = call ALS / group ALS)", "count over analysed participants"),
+        CatalogueEntry("cohort", "cohort.n_<group>_enrolled", "enrolled participants per group", "count of rows in participants.tsv"),
+        CatalogueEntry("cohort", "cohort.n_<group>_excluded", "excluded participants per group", "count of `excluded == true`"),
+        CatalogueEntry("cohort", "cohort.n_<group>", "analysed participants per group (the patient and comparison groups, and any other group the data hold)", "count of `excluded == false`"),
+        CatalogueEntry("cohort", "cohort.{enrolled,analysed}.<group>.n_{female,male}", "participants by sex", "count"),
+        CatalogueEntry("cohort", "cohort.{enrolled,analysed}.<group>.age.{mean,sd}", "age in years", "mean, SD (n-1)"),
+        CatalogueEntry("cohort", "cohort.analysed.<patient>.<clinical>.{mean,sd}", "clinical scores of the analysed patients (the paper's 18)", "mean, SD (n-1); `umn_total` and `dpr` derived by m1lib.contract"),
+        CatalogueEntry("visual_reading", "visual_reading.<reader>.{tp,fp,tn,fn}", "reader's 2x2 table against the group label (positive = call ALS / patient group; negatives: the comparison groups, pooled)", "count over analysed participants"),
         CatalogueEntry("visual_reading", f"visual_reading.<reader>.{_PROP}", "diagnostic accuracy (fraction)", "TP/(TP+FN), TN/(TN+FP), TP/(TP+FP), TN/(TN+FN), (TP+TN)/N"),
         CatalogueEntry("visual_reading", f"visual_reading.<reader>.{_PROP}_ci_{{low,high}}", "CI of each proportion (level 1 - alpha)", "Wilson score by default, Clopper-Pearson on request (statsmodels proportion_confint); the table's `ci_method` says which"),
     ]
-    + [CatalogueEntry("visual_reading", f"visual_reading.{s}", m, meth) for s, m, meth in _KAPPA]
-    + [CatalogueEntry("visual_reading", f"visual_reading.<reader_a>_vs_<reader_b>.{s}",
-                      m + " (only when there are more than two readers; then for every pair)", meth)
+    + [CatalogueEntry("agreement", "agreement.n_readers", "readers in `visual_reads.tsv` (1: no agreement is computable)", "count")]
+    + [CatalogueEntry("agreement", f"agreement.<reader_a>_vs_<reader_b>.{s}", m + " (every pair of readers)", meth)
        for s, m, meth in _KAPPA]
+    + [CatalogueEntry("agreement", "agreement.fleiss.kappa", "Fleiss' kappa across all readers (three or more readers only)", "statsmodels.stats.inter_rater.fleiss_kappa (method='fleiss'); no SE"),
+       CatalogueEntry("agreement", "agreement.fleiss.{agreement,expected_agreement}", "mean pairwise agreement per subject, and chance agreement", "Fleiss 1971"),
+       CatalogueEntry("agreement", "agreement.fleiss.{n,n_readers}", "subjects and readers", "count")]
     + _two_group("correct_vs_missed", "correct_vs_missed.<reader>.{umn_total,dpr}",
                  ("correct", "missed"),
                  "analysed patients called ALS (correct) vs called normal (missed) by the reader; total UMN score or DPR")
-    + _two_group("group", "group.<measure>", ("als", "hs"),
-                 "ALS vs healthy subjects, per-subject mean over both hemispheres and all areas")
+    + _two_group("group", "group.<patient>_vs_<comparison>.<measure>", None,
+                 "patients vs a comparison group (ALS vs HS in the paper; any pair the manifest names), per-subject mean over both hemispheres and all areas; `<group>` is either label")
     + [
         CatalogueEntry("dpr_subgroups", "dpr_subgroups.dpr_median", "median DPR of the analysed patients (the split)", "numpy.median"),
         CatalogueEntry("dpr_subgroups", "dpr_subgroups.n_{faster,slower}", "patients per subgroup", "faster: DPR > median; a patient exactly at the median is slower"),
@@ -327,7 +335,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = tuple(
     + _two_group("dpr_subgroups", "dpr_subgroups.<measure>", ("faster", "slower"),
                  "faster vs slower progressors, per-subject mean")
     + [
-        CatalogueEntry("corr", "corr.<measure>.<variable>.rho", "Spearman's rho, per-subject mean vs clinical variable (analysed ALS)", "scipy.stats.spearmanr (midranks)"),
+        CatalogueEntry("corr", "corr.<measure>.<variable>.rho", "Spearman's rho, per-subject mean vs clinical variable (analysed patients)", "scipy.stats.spearmanr (midranks)"),
         CatalogueEntry("corr", "corr.<measure>.<variable>.p_value", "two-sided P of rho", "t approximation on n-2 df (R cor.test exact=FALSE)"),
         CatalogueEntry("corr", "corr.<measure>.<variable>.q_value", "Benjamini-Hochberg q within the family of one measure's correlations", "statsmodels multipletests fdr_bh"),
         CatalogueEntry("corr", "corr.<measure>.<variable>.n", "complete pairs", "count"),
@@ -340,18 +348,18 @@ CATALOGUE: tuple[CatalogueEntry, ...] = tuple(
         CatalogueEntry("corr", "corr.<measure>.umn_limb.cluster_ci_{low,high}", "CI of the pooled rho that respects patients (level 1 - alpha)", "cluster bootstrap over patients (all limbs of a patient together), BCa with leave-one-patient-out jackknife"),
         CatalogueEntry("corr", "corr.<measure>.umn_limb.cluster_p_value", "P that respects patients", "permutation of whole UMN vectors between patients (each patient's areas and their limb pairing kept), (1 + hits)/(1 + n_boot), two-sided on |rho|"),
         CatalogueEntry("corr", "corr.<measure>.umn_limb.cluster_q_value", "BH q of `cluster_p_value` across the per-limb family", "statsmodels multipletests fdr_bh"),
-        CatalogueEntry("roc", "roc.<predictor>.auc", "ROC AUC for ALS vs HS: a measure's per-subject mean (direction fixed a priori: thinner, darker, higher R2* in ALS) or a reader's binary call (= (sensitivity + specificity)/2)", "Mann-Whitney form, ties count 1/2"),
-        CatalogueEntry("roc", "roc.<predictor>.auc_se", "standard error of the AUC", "DeLong et al. 1988 (hand-written; agrees with pROC)"),
-        CatalogueEntry("roc", "roc.<predictor>.auc_ci_{low,high}", "CI of the AUC (level 1 - alpha)", "AUC +- z * DeLong SE, truncated to [0, 1] (as pROC)"),
-        CatalogueEntry("roc", "roc.<predictor>.n_{als,hs}", "participants with a value", "count"),
-        CatalogueEntry("roc", "roc.<measure>.vs_<reader>.auc_difference", "AUC of the measure minus the reader's", "same participants (complete cases)"),
+        CatalogueEntry("roc", "roc.<patient>_vs_<comparison>.<predictor>.auc", "ROC AUC for patients vs a comparison group: a measure's per-subject mean (direction fixed a priori: thinner, darker, higher R2* in patients) or a reader's binary call (= (sensitivity + specificity)/2)", "Mann-Whitney form, ties count 1/2"),
+        CatalogueEntry("roc", "roc.<patient>_vs_<comparison>.<predictor>.auc_se", "standard error of the AUC", "DeLong et al. 1988 (hand-written; agrees with pROC)"),
+        CatalogueEntry("roc", "roc.<patient>_vs_<comparison>.<predictor>.auc_ci_{low,high}", "CI of the AUC (level 1 - alpha)", "AUC +- z * DeLong SE, truncated to [0, 1] (as pROC)"),
+        CatalogueEntry("roc", "roc.<patient>_vs_<comparison>.<predictor>.n_<group>", "participants with a value, per group", "count"),
+        CatalogueEntry("roc", "roc.<patient>_vs_<comparison>.<measure>.vs_<reader>.auc_difference", "AUC of the measure minus the reader's", "same participants (complete cases)"),
+        CatalogueEntry("roc", "roc.<patient>_vs_<comparison>.<measure>.vs_<reader>.p_value", "two-sided P of the AUC difference", "DeLong paired test (pROC roc.test method='delong', paired=TRUE)"),
         CatalogueEntry("measurement", "measurement.{profile_thickness_mm,thickness_mm,intensity,r2star_s}.{n,n_failed}", "ROIs compared with the phantom's truth (analysed participants), and failed profile fits left out", "count; m1lib.analyses.measurement_accuracy (replica only)"),
         CatalogueEntry("measurement", "measurement.{profile_thickness_mm,thickness_mm,intensity,r2star_s}.{bias,sd,mae,max_abs}", "error against the truth: mm for the thicknesses (profile fit; caliper = simulated rater), relative (measured/true - 1) for intensity and R2*", "mean, SD (n-1), mean |error|, max |error|"),
         CatalogueEntry("measurement", "measurement.{profile_thickness_mm,thickness_mm,intensity,r2star_s}.within_tolerance", "fraction of ROIs within tolerance: 0.10 mm, 0.25 mm, 2 %, 5 %", "|error| <= tolerance"),
         CatalogueEntry("qc", "qc.{n_measured,n_flagged,n_excluded,n_flagged_excluded}", "motion QC counts over measured participants (excluded ones included)", "flag: phase-encode/readout edge-energy ratio below 0.6 of the cohort median (m1lib.measure)"),
         CatalogueEntry("qc", "qc.flag_matches_exclusion", "fraction of measured participants whose QC flag equals their exclusion", "mean of flag == excluded"),
         CatalogueEntry("qc", "qc.flag_matches_truth", "fraction whose QC flag equals the phantom's motion truth (replica only)", "mean of flag == truth"),
-        CatalogueEntry("roc", "roc.<measure>.vs_<reader>.p_value", "two-sided P of the AUC difference", "DeLong paired test (pROC roc.test method='delong', paired=TRUE)"),
     ]
 )
 
@@ -406,6 +414,21 @@ Conventions:
   (see `settings.seed`), so a result does not depend on which other analyses ran.
 - Keys for an optional quantity (`r2star_s`, the null-finding variables) exist only
   when the data have it.
+- Labels are the data's own: readers as `visual_reads.tsv` spells them (any number),
+  groups as `participants.tsv` spells them, with the patient and comparison groups
+  named by the manifest (`settings.patient_group`, `settings.comparison_groups`;
+  ALS vs HS by default). The paper's two-reader, two-group design is a special case:
+  `agreement.reader1_vs_reader2.kappa`, `group.als_vs_hs.thickness_mm.p_value`.
+- A result that cannot be computed on a cohort (a group with fewer than 2 values, one
+  reader, fewer than 3 pairs) is NaN here and "not computed: <why>" in its table.
+- Words come from `m1lib.findings.findings(registry)`: per comparison its direction,
+  P < `settings.alpha` (the pooled per-limb correlations also with the cluster
+  permutation P), effect size and CI, or "not computable" with the reason. Every
+  sentence of the report is written from that table (`m1lib.narrative`).
+- `paper_comparison.csv` (`m1lib.paper`) puts each number the paper reports beside
+  this run's, with its `origin` on the replica (`calibration target`: the generator set
+  it; `derived`: computed from targets without measuring an image; `emerges from
+  measurement`) and whether the paper's and this run's verdicts at alpha agree.
 
 ## Placeholders
 

@@ -23,10 +23,11 @@ Construction, in order (all from one seed; see :func:`make_cohort`):
    subject mean plus a within-subject deviation driven by the contralateral
    limb's UMN score and a small area-to-area noise, centred within subject so the
    subject mean is exact. The pooled per-limb r is among the refinement's
-   targets. Thickness targets are met both by the truth (what a rater-independent
-   profile measurement sees) and by the simulated rater's caliper lengths (truth
-   plus about a voxel of endpoint error, drawn here). Deep-layer R2* (iron) is
-   then solved so the noise-free normalized intensity on echo 2 equals the target.
+   targets. Thickness targets are met by the truth (what a rater-independent
+   profile measurement sees). The simulated rater's endpoint error (about a voxel)
+   is drawn afterwards from its own stream, independently of the calibration, so
+   what a caliper-based analysis finds is measured, not set. Deep-layer R2* (iron)
+   is then solved so the noise-free normalized intensity on echo 2 equals the target.
 4. **Readers.** A latent visibility of thinning and hypointensity (from the
    truth, plus a small per-reader perception noise); each reader calls the
    top-k of each group, k being the paper's counts scaled; reader 2's positives
@@ -366,14 +367,11 @@ class _Objective:
     """Distance of one arrangement of the analysed patients' table to the targets."""
 
     def __init__(self, t: dict, n: int, reader_noise: np.ndarray, k1: int, k2: int,
-                 profiles: np.ndarray, eps_t: np.ndarray, eps_i: np.ndarray,
-                 rater: np.ndarray):
+                 profiles: np.ndarray, eps_t: np.ndarray, eps_i: np.ndarray):
         self.t, self.n, self.noise, self.k1, self.k2 = t, n, reader_noise, k1, k2
         self.profiles, self.eps_t, self.eps_i = profiles, eps_t, eps_i
-        # caliper length = |(t + dn, dt)|: the rater's endpoint errors along the
-        # normal (dn) and the tangent (dt), differenced over the two endpoints
-        self.dn = rater[..., 1, 0] - rater[..., 0, 0]
-        self.dt = rater[..., 1, 1] - rater[..., 0, 1]
+        # The rater's caliper error is NOT known here: it is drawn after the
+        # calibration, so caliper results emerge from the simulated measurement.
         self.limb_cols = np.array([a != "face" for _, a in _area_keys()])
         clin = t["clinical"]
         self.dur = clin["disease_duration_months"]
@@ -414,12 +412,6 @@ class _Objective:
         lc = self.limb_cols
         area_t = _area_values(th, drive, BETA_THICKNESS, self.eps_t, *THICKNESS_RANGE)
         out["r_thick_limb"] = _pooled_r(area_t, drive, lc)
-        # the same on the rater's caliper lengths (what a caliper-based analysis sees)
-        cal = np.hypot(area_t + self.dn, self.dt)
-        out["r_caliper_limb"] = _pooled_r(cal, drive, lc)
-        rc = _corr_of_ranks(np.column_stack([_rank1(cal.mean(axis=1)), r_dpr,
-                                             -ranks[:, _I["loss"]]]))
-        out["r_caliper_dpr"], out["r_caliper_alsfrs"] = rc[0, 1], rc[0, 2]
         out["r_int_limb"] = _pooled_r(_area_values(it, drive, BETA_INTENSITY, self.eps_i,
                                                    *INTENSITY_RANGE), drive, lc)
         fast = dpr > np.median(dpr)
@@ -440,12 +432,9 @@ class _Objective:
         loss = 0.0
         for key in ("r_int_dpr", "r_int_alsfrs", "r_int_limb"):
             loss += 4.0 * (s[key] - t[key]) ** 2
-        # thickness: the truth (what a rater-independent measurement sees) and the
-        # rater's calipers (which add about a voxel of error) straddle the target
+        # thickness: the truth (what a rater-independent measurement sees)
         for key in ("dpr", "alsfrs", "limb"):
-            target = t[f"r_thick_{key}"]
-            loss += 2.0 * (s[f"r_thick_{key}"] - target) ** 2
-            loss += 2.0 * (s[f"r_caliper_{key}"] - target) ** 2
+            loss += 4.0 * (s[f"r_thick_{key}"] - t[f"r_thick_{key}"]) ** 2
         loss += 0.3 * (s["r_dpr_umn"] - 0.50) ** 2
         loss += 2.0 * max(0.0, s["r_optional_max"] - 0.2) ** 2
         for (m, sd), key in ((self.dur, "duration"), (self.dpr, "dpr")):
@@ -524,7 +513,6 @@ def _als_subject_table(n: int, rng: np.random.Generator, t: dict, k1: int, k2: i
     n_areas = len(_area_keys())
     eps_t = rng.normal(0.0, AREA_SD_THICKNESS, (n, n_areas))
     eps_i = rng.normal(0.0, AREA_SD_INTENSITY, (n, n_areas))
-    rater = rng.normal(0.0, RATER_SD_MM, (n, n_areas, 2, 2))   # endpoint x (normal, tangent)
     a = _als_marginals(n, t["clinical"])
     # UMN profiles (bulbar + 4 limbs) travel with their total: the column holds an
     # index into the profiles sorted by total.
@@ -533,7 +521,7 @@ def _als_subject_table(n: int, rng: np.random.Generator, t: dict, k1: int, k2: i
     profiles = np.column_stack([split[c] for c in contract.UMN_COLUMNS])
     a[:, _I["umn_total"]] = np.arange(n)
     a = iman_conover(a, _target_matrix(t, 0.45), rng)
-    obj = _Objective(t, n, reader_noise, k1, k2, profiles, eps_t, eps_i, rater)
+    obj = _Objective(t, n, reader_noise, k1, k2, profiles, eps_t, eps_i)
     if n <= 400:
         a = _refine(a, obj, rng, n_iter)
     months, _ = _derive_duration(a[:, _I["dpr0"]], a[:, _I["loss"]])
@@ -545,7 +533,7 @@ def _als_subject_table(n: int, rng: np.random.Generator, t: dict, k1: int, k2: i
     df["disease_duration_months"] = months
     df["alsfrs_r"] = 48 - df["loss"]
     return df.drop(columns=["dpr0", "loss"]), {"reader_noise": reader_noise, "eps_t": eps_t,
-                                               "eps_i": eps_i, "rater": rater}
+                                               "eps_i": eps_i}
 
 
 # ----------------------------------------------------------------- cohort sizes
@@ -718,7 +706,8 @@ def _slice_profile(per_area: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------- cohort
 def make_cohort(seed: int = DEFAULT_SEED, n_als: int = DEFAULT_N_ALS,
-                n_hs: int = DEFAULT_N_HS, oblique: bool = False) -> dict[str, pd.DataFrame]:
+                n_hs: int = DEFAULT_N_HS, oblique: bool = False, *,
+                rater_seed: int | None = None) -> dict[str, pd.DataFrame]:
     """Build the replica's tables (no images): participants, reads, truth, anatomy.
 
     Parameters
@@ -729,6 +718,10 @@ def make_cohort(seed: int = DEFAULT_SEED, n_als: int = DEFAULT_N_ALS,
         Enrolled patients and healthy subjects (>= 1 each).
     oblique : bool
         Whether the slab is tilted (changes world coordinates only).
+    rater_seed : int, optional
+        Seed of the simulated rater's caliper errors (default ``seed``). They are
+        drawn after the calibration; another ``rater_seed`` changes the calipers and
+        nothing else.
 
     Returns
     -------
@@ -836,9 +829,11 @@ def make_cohort(seed: int = DEFAULT_SEED, n_als: int = DEFAULT_N_ALS,
     eps_i = ar.normal(0.0, AREA_SD_INTENSITY, (P, len(keys)))
     eps_t[als_rows] = draws["eps_t"]      # the draws the calibration used
     eps_i[als_rows] = draws["eps_i"]
-    rater = _rng(seed, _S_RATER).normal(0.0, RATER_SD_MM, (P, len(keys), 2, 2))
-    rater[als_rows] = draws["rater"]
-    rater_ref = _rng(seed, _S_RATER, 1).normal(0.0, RATER_SD_MM, (P, 2))
+    # the simulated rater's endpoint errors: drawn after the calibration, from a stream
+    # of their own (``rater_seed``), so they are independent of everything calibrated
+    rseed = seed if rater_seed is None else rater_seed
+    rater = _rng(rseed, _S_RATER).normal(0.0, RATER_SD_MM, (P, len(keys), 2, 2))
+    rater_ref = _rng(rseed, _S_RATER, 1).normal(0.0, RATER_SD_MM, (P, 2))
     thick = _area_values(p["thickness"].to_numpy(float), drive, BETA_THICKNESS, eps_t,
                          *THICKNESS_RANGE)
     inten = _area_values(p["intensity"].to_numpy(float), drive, BETA_INTENSITY, eps_i,

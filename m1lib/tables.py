@@ -220,14 +220,14 @@ def check_reads(reads: pd.DataFrame, participants: pd.DataFrame, name: str) -> l
         return problems
     known = set(participants["participant_id"])
     seen = {}
+    bad_calls: dict[str, list[int]] = {}
     for i, r in enumerate(reads.itertuples(index=False)):
         where = dict(file=name, line=i + 2, participant=r.participant_id)
         if r.participant_id not in known:
             problems.append(Problem("read for a participant not in participants.tsv",
                                     field="participant_id", **where))
         if r.call not in C.CALLS:
-            problems.append(Problem(f"call {r.call!r} is not one of {', '.join(C.CALLS)}",
-                                    field="call", **where))
+            bad_calls.setdefault(r.call, []).append(i + 2)
         if not r.reader:
             problems.append(Problem("empty reader", field="reader", **where))
         key = (r.participant_id, r.reader)
@@ -235,13 +235,20 @@ def check_reads(reads: pd.DataFrame, participants: pd.DataFrame, name: str) -> l
             problems.append(Problem(f"second read by {r.reader} (first on line {seen[key]})",
                                     field="reader", **where))
         seen.setdefault(key, i + 2)
+    # Repeated problems are grouped: one line per bad call value, one per reader.
+    for call, lines in bad_calls.items():
+        at = ", ".join(map(str, lines[:8])) + (" ..." if len(lines) > 8 else "")
+        where = dict(line=lines[0]) if len(lines) == 1 else {}
+        problems.append(Problem(f"call {call!r} is not one of {', '.join(C.CALLS)} "
+                                f"({len(lines)} read(s), line(s) {at})", file=name, field="call", **where))
     analysed = participants.loc[~participants["excluded"], "participant_id"]
     for reader in sorted(set(reads["reader"]) - {""}):
         done = set(reads.loc[reads["reader"] == reader, "participant_id"])
-        for pid in analysed:
-            if pid not in done:
-                problems.append(Problem(f"analysed participant has no read by {reader}",
-                                        file=name, participant=pid, field="reader"))
+        missing = [pid for pid in analysed if pid not in done]
+        if missing:
+            who = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+            problems.append(Problem(f"{len(missing)} analysed participant(s) with no read by {reader}: "
+                                    f"{who}", file=name, field="reader"))
     return problems
 
 

@@ -108,14 +108,15 @@ def test_run_all_returns_every_table_and_key(result):
     for name, table in result.tables.items():
         assert isinstance(table, pd.DataFrame) and len(table), name
     reg = result.registry
-    for key in ["cohort.n_als", "visual_reading.reader1.sensitivity", "visual_reading.kappa",
-                "group.thickness_mm.p_value", "corr.intensity.dpr.rho",
+    for key in ["cohort.n_als", "visual_reading.reader1.sensitivity", "agreement.reader1_vs_reader2.kappa",
+                "group.als_vs_hs.thickness_mm.p_value", "corr.intensity.dpr.rho",
                 "corr.thickness_mm.umn_limb.p_value", "corr.thickness_mm.umn_limb.cluster_p_value",
-                "dpr_subgroups.intensity.p_value", "roc.r2star_s.auc", "roc.reader2.auc",
-                "roc.thickness_mm.vs_reader1.p_value", "correct_vs_missed.reader1.umn_total.p_value",
+                "dpr_subgroups.intensity.p_value", "roc.als_vs_hs.r2star_s.auc", "roc.als_vs_hs.reader2.auc",
+                "roc.als_vs_hs.thickness_mm.vs_reader1.p_value", "correct_vs_missed.reader1.umn_total.p_value",
                 "corr.thickness_mm.thiols.q_value", "settings.seed"]:
         assert key in reg, key
-    assert result.params == dict(alpha=0.05, n_boot=N_BOOT, seed=123, ci_method="wilson")
+    assert result.params == dict(alpha=0.05, n_boot=N_BOOT, seed=123, ci_method="wilson",
+                                 patient_group="ALS", comparison_groups=["HS"])
 
 
 def test_run_all_is_deterministic(data, result):
@@ -134,9 +135,9 @@ def test_every_key_is_catalogued_and_docs_are_current(result):
     assert results.undocumented_keys(result.registry) == []
     used = {results.catalogue_entry(k).pattern for k in result.registry}
     unused = [e.pattern for e in results.CATALOGUE if e.pattern not in used]
-    # not exercised here: pairwise kappa (more than two readers) and the measurement
-    # checks against a phantom's truth (test_measurement_checks)
-    assert all("_vs_<reader_b>" in p or p.startswith(("measurement.", "qc.")) for p in unused), unused
+    # not exercised here: Fleiss' kappa (three or more readers, test_readers) and the
+    # measurement checks against a phantom's truth (test_measurement_checks)
+    assert all(p.startswith(("measurement.", "qc.", "agreement.fleiss")) for p in unused), unused
     doc = Path(__file__).resolve().parents[1] / "docs" / "results.md"
     assert doc.read_text() == results.catalogue_markdown(), \
         "docs/results.md is stale: python -m m1lib.results > docs/results.md"
@@ -170,9 +171,9 @@ def test_paper_reader_table_and_kappa(result):
     assert pct("reader1") == [67, 77, 80, 63, 71]
     assert pct("reader2") == [50, 100, 100, 59, 71]
     assert [reg[f"visual_reading.reader1.{s}"] for s in ("tp", "fp", "tn", "fn")] == [12, 3, 10, 6]
-    assert reg["visual_reading.kappa"] == pytest.approx(48 / 79, rel=1e-14)
-    assert results.round_half_up(reg["visual_reading.kappa"], 2) == 0.61
-    assert reg["visual_reading.n_agree"] == 25
+    assert reg["agreement.reader1_vs_reader2.kappa"] == pytest.approx(48 / 79, rel=1e-14)
+    assert results.round_half_up(reg["agreement.reader1_vs_reader2.kappa"], 2) == 0.61
+    assert reg["agreement.reader1_vs_reader2.n_agree"] == 25
     assert reg["visual_reading.reader1.sensitivity_ci_low"] == pytest.approx(0.437494672959451, rel=1e-12)
 
 
@@ -224,8 +225,8 @@ def test_group_comparison_uses_subject_means_of_analysed(data, result):
         assert row.U == st.mannwhitneyu(x, y).statistic
         assert row.p_value == pytest.approx(st.mannwhitneyu(x, y, method="exact").pvalue, rel=1e-12)
         assert row.median_x == pytest.approx(np.median(x))
-    assert result.registry["group.thickness_mm.p_value"] < 0.01
-    assert result.registry["group.thickness_mm.p_exact"] == 1
+    assert result.registry["group.als_vs_hs.thickness_mm.p_value"] < 0.01
+    assert result.registry["group.als_vs_hs.thickness_mm.p_exact"] == 1
 
 
 def test_subject_level_correlations_and_bh(data, result):
@@ -312,8 +313,8 @@ def test_roc_table(data, result):
     assert t.loc["thickness_mm", "auc"] == pytest.approx(u / (len(x) * len(y)), rel=1e-12)
     assert t.loc["thickness_mm", "direction"] == "lower" and t.loc["r2star_s", "direction"] == "higher"
     assert np.isnan(t.loc["reader1", "p_value_vs_reader2"])
-    assert 0 <= reg["roc.thickness_mm.vs_reader2.p_value"] <= 1
-    assert reg["roc.thickness_mm.auc_ci_low"] <= reg["roc.thickness_mm.auc"] <= reg["roc.thickness_mm.auc_ci_high"]
+    assert 0 <= reg["roc.als_vs_hs.thickness_mm.vs_reader2.p_value"] <= 1
+    assert reg["roc.als_vs_hs.thickness_mm.auc_ci_low"] <= reg["roc.als_vs_hs.thickness_mm.auc"] <= reg["roc.als_vs_hs.thickness_mm.auc_ci_high"]
 
 
 # ---------------------------------------------------------------------- boundaries
@@ -342,8 +343,8 @@ def test_user_data_problems_raise_data_error(data):
     participants, reads, meas = data
     few_hs = participants.assign(excluded=participants["excluded"] | (participants["participant_id"] != "sub-HS01")
                                  & participants["group"].eq("HS"))
-    with pytest.raises(DataError, match="at least 2 values"):
-        analyses.group_comparison(few_hs, meas)
+    row = analyses.group_comparison(few_hs, meas).iloc[0]
+    assert np.isnan(row.p_value) and row.method == "not computed: fewer than 2 values in HS (n = 1)"
     with pytest.raises(DataError, match="did not read"):
         analyses.visual_reading(participants, reads[reads.participant_id != "sub-ALS03"])
     with pytest.raises(DataError, match="call must be"):
@@ -403,3 +404,74 @@ def test_measurement_checks_against_known_errors():
     assert reg["qc.n_flagged"] == 1 and reg["qc.flag_matches_exclusion"] == 1.0 and reg["qc.flag_matches_truth"] == 1.0
     assert reg["measurement.profile_thickness_mm.mae"] == pytest.approx(0.1)
     assert results.undocumented_keys(reg) == []
+
+
+# --------------------------------------------------------------- any readers, any groups
+def _three_readers():
+    """Nine subjects read by readers labelled by initials, as clinical sites label them."""
+    ids = [f"sub-{g}{i}" for g, n in (("A", 5), ("H", 4)) for i in range(n)]
+    p = pd.DataFrame({"participant_id": ids, "group": ["ALS"] * 5 + ["HS"] * 4, "excluded": False})
+    calls = {"JD": "AAANN" + "NNNA", "MK": "AANNN" + "NNNN", "Dr. Lee": "AAAAN" + "NNAA"}
+    reads = pd.DataFrame([(pid, rd, "ALS" if c[i] == "A" else "normal")
+                          for rd, c in calls.items() for i, pid in enumerate(ids)],
+                         columns=["participant_id", "reader", "call"])
+    return p, reads, calls
+
+
+def test_any_readers_by_their_own_labels_with_fleiss_kappa():
+    from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
+    p, reads, calls = _three_readers()
+    tables = {"visual_reading": analyses.visual_reading(p, reads),
+              "reader_agreement": analyses.reader_agreement(reads, p),
+              "fleiss_agreement": analyses.fleiss_agreement(reads, p),
+              "correct_vs_missed": analyses.correct_vs_missed(p, reads)}
+    reg = analyses.registry_from_tables(tables)
+    # hand counts: JD calls A,A,A of 5 patients and 1 of 4 controls ALS
+    assert [reg[f"visual_reading.jd.{s}"] for s in ("tp", "fn", "fp", "tn")] == [3, 2, 1, 3]
+    assert [reg[f"visual_reading.dr_lee.{s}"] for s in ("tp", "fn", "fp", "tn")] == [4, 1, 2, 2]
+    assert reg["agreement.n_readers"] == 3
+    assert sorted(k.split(".")[1] for k in reg if k.endswith(".kappa") and "_vs_" in k) == \
+        ["dr_lee_vs_jd", "dr_lee_vs_mk", "jd_vs_mk"]
+    # JD vs MK by hand: they agree on 7 of 9 (JD alone calls sub-A2 and sub-H3 ALS);
+    # JD calls 4 ALS, MK 2: po = 7/9, pe = (4*2 + 5*7)/81, kappa = 20/38
+    po, pe = 7 / 9, (4 * 2 + 5 * 7) / 81
+    assert reg["agreement.jd_vs_mk.kappa"] == pytest.approx((po - pe) / (1 - pe), rel=1e-12) == 20 / 38
+    table = np.array([[1 if c[i] == "A" else 0 for c in calls.values()] for i in range(9)])
+    ref = fleiss_kappa(aggregate_raters(table)[0], method="fleiss")
+    assert reg["agreement.fleiss.kappa"] == pytest.approx(ref, rel=1e-12)
+    assert reg["agreement.fleiss.n_readers"] == 3 and results.undocumented_keys(reg) == []
+    assert "correct_vs_missed.dr_lee.umn_total.p_value" in reg
+
+
+def test_a_single_reader_is_not_computable_agreement_not_a_crash():
+    p, reads, _ = _three_readers()
+    one = reads[reads.reader == "MK"]
+    assert analyses.reader_agreement(one, p).empty
+    assert analyses.fleiss_agreement(one, p)["method"].iloc[0].startswith("not computed")
+    reg = analyses.registry_from_tables({"visual_reading": analyses.visual_reading(p, one),
+                                         "reader_agreement": analyses.reader_agreement(one, p),
+                                         "fleiss_agreement": analyses.fleiss_agreement(one, p)})
+    assert reg["agreement.n_readers"] == 1 and not any(k.endswith("kappa") for k in reg)
+
+
+def test_mimics_are_a_comparison_group_like_any_other(data):
+    participants, reads, meas = data
+    p = participants.copy()
+    hs = p.index[p.group == "HS"]
+    p.loc[hs[:7], "group"] = "mimic"       # 7 enrolled mimics (all analysed), 7 HS (1 excluded)
+    res = analyses.run_all(p, reads, meas, n_boot=200, seed=1, comparison=("mimic", "HS"))
+    reg = res.registry
+    m = _analysed_means((p, reads, meas))
+    for other, n_other in (("mimic", 7), ("HS", 6)):
+        x = m.loc[m.group == "ALS", "thickness_mm"]
+        y = m.loc[m.group == other, "thickness_mm"]
+        k = f"group.als_vs_{other.lower()}.thickness_mm"
+        assert reg[f"{k}.n_{other.lower()}"] == n_other
+        assert reg[f"{k}.p_value"] == pytest.approx(st.mannwhitneyu(x, y, method="exact").pvalue, rel=1e-12)
+        u = st.mannwhitneyu(y, x).statistic
+        assert reg[f"roc.als_vs_{other.lower()}.thickness_mm.auc"] == pytest.approx(u / (len(x) * len(y)))
+    assert reg["cohort.n_mimic"] == 7 and results.undocumented_keys(reg) == []
+    # a named comparison group with nobody in it is "not computed", not an exception
+    none = analyses.group_comparison(participants, meas, comparison=("PLS",))
+    assert none["method"].str.startswith("not computed").all()

@@ -299,3 +299,21 @@ def test_groups_other_than_als_and_hs(dataset_dir, capsys):
     code, lines = run_validate(dataset_dir, capsys)
     assert code == 0, lines
     assert set(load_dataset(load_manifest(dataset_dir)).participants.group) == {"ALS", "PLS", "mimic"}
+
+
+def test_reads_problems_are_grouped_one_line_each(dataset_dir):
+    """A reader who skipped analysed participants, and calls outside ALS/normal: one line per kind."""
+    root = dataset_dir.parent
+    p = root / "phenotype" / "visual_reads.tsv"
+    edit_tsv(p, lambda df: df[~((df.reader == "reader2") & df.participant_id.isin(["sub-ALS01", "sub-HS02"]))])
+    edit_tsv(p, lambda df: df.assign(call=df.call.where(~((df.reader == "reader1") & (df.call == "normal")), "neg")))
+    proc = subprocess.run([sys.executable, "-m", "m1lib", "validate", str(dataset_dir)],
+                          capture_output=True, text=True)
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    reads = [l for l in lines if "visual_reads.tsv" in l]
+    assert len(reads) == 2, reads
+    # reader1 called 'normal' on sub-ALS01 and on sub-HS02 (fixture): 2 bad calls, by hand
+    assert any("call: call 'neg' is not one of ALS, normal (2 read(s)" in l for l in reads), reads
+    assert any("reader: 2 analysed participant(s) with no read by reader2: sub-ALS01, sub-HS02" in l
+               for l in reads), reads

@@ -46,4 +46,41 @@ def test_fig2_reads_rho_and_p_from_the_tables():
                          columns=["measure", "variable", "rho", "p_value", "n"])
     fig = figures.fig2_correlations(limb, s, stats)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
-    assert sum("r = \u22120.50\nP = .010\nn = 18" in t for t in texts) == 6
+    assert sum("ρ = \u22120.50\nP = .010\nn = 18" in t for t in texts) == 6
+
+
+def test_an_odd_cohort_runs_end_to_end_and_says_what_is_not_computable():
+    """One reader labelled by initials, patients vs mimics with 3 patients: every analysis,
+    sentence and figure runs; what cannot be computed says so."""
+    from m1lib import analyses, narrative
+
+    ids = ["sub-A1", "sub-A2", "sub-A3", "sub-M1", "sub-M2"]
+    p = pd.DataFrame({"participant_id": ids, "group": ["ALS"] * 3 + ["mimic"] * 2, "excluded": False,
+                      "alsfrs_r": [40, 35, 44, None, None], "disease_duration_months": [10, 20, 12, None, None],
+                      "mrc": [120, 110, 125, None, None], "umn_bulbar": [0, 1, 0, None, None],
+                      "umn_arm_left": [2, 5, 0, None, None], "umn_arm_right": [1, 6, 3, None, None],
+                      "umn_leg_left": [0, 4, 2, None, None], "umn_leg_right": [3, 2, 1, None, None]})
+    reads = pd.DataFrame({"participant_id": ids, "reader": "JD", "call": ["ALS", "ALS", "normal", "normal", "ALS"]})
+    rng = np.random.default_rng(2)
+    m = pd.DataFrame([(pid, h, a, rng.normal(1.8, 0.2), rng.normal(0.75, 0.03)) for pid in ids
+                      for h in ("L", "R") for a in ("foot", "leg", "hand", "face")],
+                     columns=["participant_id", "hemisphere", "area", "thickness_mm", "intensity"])
+    res = analyses.run_all(p, reads, m, n_boot=200, seed=1, comparison=("mimic",))
+    t = res.tables
+    assert t["reader_agreement"].empty
+    assert t["dpr_subgroups"]["method"].str.startswith("not computed").all()
+    assert t["correct_vs_missed"]["method"].str.startswith("not computed").all()
+    text = narrative.sentences(res.registry, narrative.data_labels(p, reads))
+    assert "Agreement between readers: not computable (only one reader" in text["visual_reading"]
+    assert "JD called ALS in 2 of 3 patients and 1 of 2 comparison subjects" in text["visual_reading"]
+    assert "could not be compared between faster progressors and slower progressors" in text["dpr_subgroups"]
+    assert "between ALS and mimic" in text["group"]
+    subj = analyses.subject_table(p, m)
+    figs = [figures.online_fig1_ab(analyses.diagnosis_table(p, reads), t["correct_vs_missed"]),
+            figures.online_fig1_cd(subj, t["group_comparison"], "ALS", ("mimic",)),
+            figures.online_fig2(subj, t["dpr_subgroups"]),
+            figures.roc_figure(analyses.roc_curves(p, m, comparison=("mimic",)), t["roc"], t["visual_reading"]),
+            figures.fig2_correlations(analyses.limb_pairs(p, m), subj[subj.group == "ALS"],
+                                      pd.concat([t["correlations"], t["limb_correlations"]]))]
+    for fig in figs:
+        assert figures.png_bytes(fig, dpi=50).startswith(b"\x89PNG")

@@ -284,3 +284,20 @@ def test_a_read_only_dataset_for_a_non_root_user(small_replica):
             if p.is_dir():
                 os.chmod(p, 0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+
+
+def test_tables_carry_the_failures(tmp_path, monkeypatch):
+    """Failures are a table with the data: empty for a precomputed table, measure's rows otherwise."""
+    import pandas as pd
+
+    t = pipeline.load_tables(build_dataset(tmp_path / "pre", images=False, measurements=True), log=lambda *a: None)
+    assert t.failures.empty and list(t.failures.columns) == ["participant_id", "label", "kind", "reason"]
+    fails = pd.DataFrame([("sub-ALS02", "data", "L_hand: point outside the image")],
+                         columns=["participant_id", "kind", "reason"])
+    monkeypatch.setattr(pipeline, "measure_cached",
+                        lambda ds, **kw: (pd.DataFrame(columns=["participant_id", "hemisphere", "area"]), fails))
+    t = pipeline.load_tables(build_dataset(tmp_path / "img"), log=lambda *a: None)
+    assert t.failures["participant_id"].tolist() == ["sub-ALS02"] and t.failures["label"].isna().all()
+    assert t.failures["reason"].tolist() == ["L_hand: point outside the image"]

@@ -228,6 +228,7 @@ def build_tables(manifest: Manifest | str | Path = "data_manifest.yaml", *, jobs
         failures = cache.normalise_failures(pd.DataFrame(columns=list(cache.FAILURE_COLUMNS)))
     else:
         meas, failures = measure_cached(ds, jobs=jobs, executor=executor, scheduler=scheduler, log=log)
+        failures = cache.normalise_failures(failures)
         source = "measured"
     # the analyses use the areas the settings name (a precomputed table may hold more)
     meas = meas[meas["area"].isin(manifest.settings.areas)].reset_index(drop=True)

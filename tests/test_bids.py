@@ -111,7 +111,7 @@ def test_sessions_entities_and_derivatives_layout(replica, flat_table, tmp_path)
     root = tmp_path / "ses"
     _session_layout(replica, root, entities="_acq-hires_run-1")
     ds, table = measure(root, FLAT + "files:\n  annotations: derivatives/m1\n")
-    assert set(ds.sessions.values()) == {"ses-01"}  # the only session: chosen, and said
+    assert set(ds.sessions.values()) == {"ses-01"}  # the only session: no choice to make
     assert (table["session"] == "ses-01").all()
     same_numbers(table, flat_table)
 
@@ -423,3 +423,14 @@ def test_manifest_session_and_entities_are_checked(tmp_path):
     m.write_text("dataset: .\nfiles:\n  entities: {echo: 1}\n")
     with pytest.raises(DataError, match="files.entities.*sub, ses and echo are not series choices"):
         load_manifest(m)
+
+
+def test_an_echo_stored_twice_is_an_error(replica, tmp_path, capsys):
+    root = tmp_path / "twice"
+    shutil.copytree(replica, root)
+    pid = pids(replica)[1]
+    gz = root / pid / "anat" / f"{pid}_echo-2_part-mag_MEGRE.nii.gz"
+    nib.save(nib.load(gz), gz.with_name(gz.name[:-3]))
+    (root / "data_manifest.yaml").write_text(FLAT)
+    assert cli.main(["validate", str(root / "data_manifest.yaml")]) == 2
+    assert f"{pid}/anat: {pid}: echo: echo 2 is stored twice (e.g. both .nii and .nii.gz)" in capsys.readouterr().err

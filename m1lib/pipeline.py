@@ -232,9 +232,26 @@ def build_tables(manifest: Manifest | str | Path = "data_manifest.yaml", *, jobs
         source = "measured"
     # the analyses use the areas the settings name (a precomputed table may hold more)
     meas = meas[meas["area"].isin(manifest.settings.areas)].reset_index(drop=True)
+    _one_session_each(meas, manifest)
     truth, truth_p = _read_truth(manifest.root)
     return Tables(manifest=manifest, participants=ds.participants, reads=ds.reads, measurements=meas,
                   source=source, truth=truth, truth_participants=truth_p, failures=failures)
+
+
+def _one_session_each(meas: pd.DataFrame, manifest: Manifest) -> None:
+    """The paper's analyses are cross-sectional: one session per participant. With
+    ``files.session: all`` a participant measured in several sessions would count
+    twice in every comparison, so the report refuses rather than guess which one."""
+    if "session" not in meas.columns or meas.empty:
+        return
+    n = meas.dropna(subset=["session"]).groupby("participant_id")["session"].nunique()
+    several = sorted(n[n > 1].index)
+    if several:
+        who = ", ".join(several[:5]) + (f" and {len(several) - 5} more" if len(several) > 5 else "")
+        raise DataError(f"{len(several)} participant(s) were measured in several sessions ({who}); "
+                        "the report analyses one session per participant: choose it with "
+                        "files.session (files.session: all is for 'm1lib measure')",
+                        file=manifest.path, field="files.session")
 
 
 def run_record(tables: Tables) -> dict:

@@ -147,6 +147,19 @@ def test_several_sessions_must_be_chosen_then_all_carries_the_session(replica, f
     assert len(avg) == 2 * len(pids(replica)) and set(avg["session"]) == {"ses-01", "ses-02"}
 
 
+def test_the_report_refuses_to_analyse_several_sessions_per_participant(replica, tmp_path):
+    """`session: all` measures every session; the cross-sectional analyses would count each
+    participant twice, so building the report's tables is a DataError naming files.session."""
+    from m1lib import pipeline
+
+    root = tmp_path / "two"
+    _session_layout(replica, root, sessions=("ses-01", "ses-02"))
+    (root / "data_manifest.yaml").write_text(FLAT + "files:\n  annotations: derivatives/m1\n  session: all\n")
+    with pytest.raises(DataError, match="several sessions .*files.session") as err:
+        pipeline.build_tables(root / "data_manifest.yaml", jobs=1, log=lambda *a: None)
+    assert f"{len(pids(replica))} participant(s)" in str(err.value)
+
+
 def test_two_series_are_never_guessed(replica, tmp_path, capsys):
     root = tmp_path / "runs"
     _session_layout(replica, root, entities="_run-1")

@@ -15,7 +15,7 @@ The steps, one module each:
 """
 from m1lib.power.endpoints import ENDPOINT_KINDS, Endpoint, plan_endpoints
 from m1lib.power.simulate import (DEFAULT_N_GRID, SCENARIOS, power_curves, power_curves_loop,
-                                  power_registry, sample_size_table)
+                                  power_registry, sample_size_table, target_label)
 
 __all__ = ["ENDPOINT_KINDS", "Endpoint", "plan_endpoints", "DEFAULT_N_GRID", "SCENARIOS",
-           "power_curves", "power_curves_loop", "power_registry", "sample_size_table"]
+           "power_curves", "power_curves_loop", "power_registry", "sample_size_table", "target_label"]

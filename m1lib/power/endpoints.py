@@ -60,6 +60,7 @@ class Endpoint:
     unit: str              # what n counts, e.g. "patients"
     second: str = ""       # the second group counted beside n ("controls"), if any
     deff: float = np.nan   # per-limb only: the pilot's design effect (closed form)
+    conf_level: float = 0.95
 
     @property
     def neutral(self) -> float:
@@ -305,4 +306,6 @@ def plan_endpoints(participants: pd.DataFrame, measurements: pd.DataFrame, reads
                                          n_boot, seed, level))
     if "dpr_split" in kinds:
         out += [_dpr_split_endpoint(subj, m, patient_group, n_boot, seed, level) for m in measures]
+    for ep in out:
+        ep.conf_level = level
     return out

@@ -152,7 +152,7 @@ def mann_whitney_rows(values: np.ndarray, in_first: np.ndarray) -> tuple[np.ndar
     >>> x = np.array([[1.1, 2.0, 2.0, 5.0, 3.0, 0.5, 4.0]])
     >>> u, p = mann_whitney_rows(x, np.array([True, True, True, False, False, False, False]))
     >>> r = _st.mannwhitneyu([1.1, 2.0, 2.0], [5.0, 3.0, 0.5, 4.0], method="asymptotic")
-    >>> float(u[0]) == r.statistic, bool(np.isclose(p[0], r.pvalue))
+    >>> bool(u[0] == r.statistic), bool(np.isclose(p[0], r.pvalue))
     (True, True)
     """
     codes, k = as_codes(values)
@@ -225,9 +225,9 @@ def pooled_spearman_codes(cx, cy, nx: int, ny: int, clusters: int) -> dict[str, 
     b_atom = (sgy.sum(axis=1, keepdims=True) - np.cumsum(sgy, axis=1) + 0.5 * sgy) / n
     infl = gx * gy + a_atom.ravel()[fx] + b_atom.ravel()[fy]
     s = infl.reshape(n_sim, g, n // g).sum(axis=-1)
-    s = c[:, None] * (s - s.mean(axis=-1, keepdims=True))   # centring: sum of IF is 0
-    var = g / (g - 1.0) * np.einsum("ij,ij->i", s, s) / n ** 2
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):   # a constant row has no rho: NaN
+        s = c[:, None] * (s - s.mean(axis=-1, keepdims=True))   # centring: sum of IF is 0
+        var = g / (g - 1.0) * np.einsum("ij,ij->i", s, s) / n ** 2
         se = np.sqrt(var)
         t = np.where(se > 0, rho / se, np.where(rho == 0, 0.0, np.inf))
     return {"rho": rho, "p_naive": _t_pvalue(rho, n - 2), "p_cluster": 2.0 * _st.t.sf(np.abs(t), g - 1),

@@ -25,7 +25,7 @@ __all__ = ["SCENARIOS", "DEFAULT_N_GRID", "power_curves", "power_curves_loop",
 
 SCENARIOS: tuple[str, ...] = ("optimistic", "central", "pessimistic")
 #: Patients per study simulated by default (10 sizes).
-DEFAULT_N_GRID: tuple[int, ...] = (6, 10, 15, 20, 30, 40, 60, 80, 120, 160)
+DEFAULT_N_GRID: tuple[int, ...] = (6, 8, 10, 15, 20, 30, 40, 60, 80, 120)
 #: Largest n searched by the closed forms.
 CLOSED_N_MAX = 100_000
 
@@ -174,9 +174,12 @@ def sample_size_table(endpoints: Sequence[Endpoint], curves: pd.DataFrame,
     -------
     DataFrame
         One row per endpoint: ``endpoint, label, effect_name, estimate, ci_low,
-        ci_high, ci_method, n_pilot, unit, second, effect_optimistic,
-        effect_central, effect_pessimistic, null_in_ci`` (the interval holds no
-        effect), ``n_min, n_max`` (the grid), ``n_sim``, ``test, closed_method`` and
+        ci_high, conf_level, ci_method, n_pilot, unit, second, effect_optimistic,
+        effect_central, effect_pessimistic`` (the interval's ends and the estimate),
+        ``model_effect_*`` (the effect of the model simulated for each scenario: it
+        differs where the target is out of the model's reach, e.g. an AUC above 1, or
+        where theta is a step function of the shift), ``null_in_ci`` (the interval
+        holds no effect), ``n_min, n_max`` (the grid), ``n_sim``, ``test, closed_method`` and
         for each target T (e.g. ``80``): ``n_T`` (central), ``n_T_optimistic``,
         ``n_T_pessimistic`` (patients; NaN = not reached within the grid),
         ``second_T`` (controls at ``n_T``, two-group endpoints) and ``n_T_closed``
@@ -190,9 +193,12 @@ def sample_size_table(endpoints: Sequence[Endpoint], curves: pd.DataFrame,
         eff = ep.scenario_effects()
         strengths = ep.scenario_strengths()
         row = dict(endpoint=ep.key, label=ep.label, effect_name=ep.effect_name, estimate=ep.estimate,
-                   ci_low=ep.ci_low, ci_high=ep.ci_high, ci_method=ep.ci_method, n_pilot=ep.n_pilot,
+                   ci_low=ep.ci_low, ci_high=ep.ci_high, conf_level=ep.conf_level, ci_method=ep.ci_method,
+                   n_pilot=ep.n_pilot,
                    unit=ep.unit, second=ep.second,
                    **{f"effect_{s}": eff[s] for s in SCENARIOS},
+                   **{f"model_effect_{s}": (float(ep.model.effect(strengths[s])) if np.isfinite(strengths[s])
+                                            else np.nan) for s in SCENARIOS},
                    null_in_ci=bool(np.isfinite(ep.ci_low) and np.isfinite(ep.ci_high)
                                    and (ep.ci_low - ep.neutral) * (ep.ci_high - ep.neutral) <= 0),
                    n_min=int(c["n"].min()), n_max=int(c["n"].max()), n_sim=int(c["n_sim"].iloc[0]),

@@ -302,8 +302,12 @@ class ClusterMixture:
 
     def pvalues(self, rng, n_sim, n, strength):
         cx, cy = self.draw_codes(rng, n_sim, n, strength)
-        r = rankstats.pooled_spearman_codes(cx, cy, self._nx, self._ny, n)
-        return r["p_cluster"] if self.test == "cluster" else r["p_naive"]
+        key = "p_cluster" if self.test == "cluster" else "p_naive"
+        # tested in blocks of rows: the many temporaries then stay in cache (~1.5x faster)
+        step = max(1, 150_000 // cx.shape[1])
+        return np.concatenate([rankstats.pooled_spearman_codes(cx[i:i + step], cy[i:i + step], self._nx,
+                                                               self._ny, n)[key]
+                               for i in range(0, n_sim, step)])
 
 
 @dataclass

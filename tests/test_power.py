@@ -281,3 +281,17 @@ def test_bad_settings_are_one_line_data_errors(planned):
         plan_endpoints(p, m, reads, kinds=["group", "anova"])
     with pytest.raises(DataError, match="no r2star_s"):
         plan_endpoints(p, m, reads, measures=["r2star_s"])
+    with pytest.raises(DataError, match="no shoe_size to correlate with"):
+        plan_endpoints(p, m, reads, kinds=["corr"], variables=["dpr", "shoe_size"])
+    with pytest.raises(DataError, match="need the visual reads"):
+        plan_endpoints(p, m, None, kinds=["auc"])
+    with pytest.raises(DataError, match="at least 4 patients with every limb pair"):
+        plan_endpoints(p, m[~((m["participant_id"] > "sub-ALS03") & (m["area"] == "hand"))], reads,
+                       kinds=["limb"])
+
+
+def test_patients_left_out_of_the_per_limb_model_are_said():
+    p, m, reads = _tables()
+    drop = (m["participant_id"] == "sub-ALS02") & (m["area"] == "leg") & (m["hemisphere"] == "L")
+    ep = plan_endpoints(p, m[~drop], reads, kinds=["limb"], measures=["thickness_mm"], n_boot=50)[0]
+    assert ep.n_pilot == "15 ALS with all 6 limb pairs (1 with a missing pair left out)"

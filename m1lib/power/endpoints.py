@@ -160,6 +160,7 @@ def _limb_endpoint(pairs, measure, patient, n_boot, seed, level):
     g = pairs[["participant_id", "hemisphere", "area", measure, "umn_score"]].copy()
     g[measure] = pd.to_numeric(g[measure], errors="coerce")
     complete = g.groupby("participant_id")[[measure, "umn_score"]].transform(lambda c: c.notna().all()).all(axis=1)
+    left_out = g.loc[~complete, "participant_id"].nunique()
     g = g[complete].sort_values(["participant_id", "hemisphere", "area"], kind="stable")
     ids = g["participant_id"].unique()
     if ids.size < 4:
@@ -173,7 +174,8 @@ def _limb_endpoint(pairs, measure, patient, n_boot, seed, level):
                   "(pooled Spearman, patients as clusters)", "pooled rho", float(r.rho),
                   float(r.cluster_ci_low), float(r.cluster_ci_high),
                   "cluster bootstrap BCa over patients (as the report)",
-                  f"{ids.size} {patient} with all {k} limb pairs", ClusterMixture(x, y),
+                  f"{ids.size} {patient} with all {k} limb pairs"
+                  + (f" ({left_out} with a missing pair left out)" if left_out else ""), ClusterMixture(x, y),
                   "Fisher z, Bonett-Wright variance on n x pairs / design effect",
                   f"{patient} patients", deff=closed.design_effect(x, y))
 
@@ -285,6 +287,12 @@ def plan_endpoints(participants: pd.DataFrame, measurements: pd.DataFrame, reads
     missing = [m for m in measures if m not in subj.columns]
     if missing:
         raise DataError(f"power: the measurements have no {', '.join(missing)}")
+    if "corr" in kinds:
+        absent = [v for v in variables if v not in subj.columns]
+        if absent:
+            raise DataError(f"power: the participants have no {', '.join(absent)} to correlate with")
+    if "auc" in kinds and (reads is None or not len(reads)):
+        raise DataError("power: the AUC endpoints need the visual reads (phenotype/visual_reads.tsv)")
     out: list[Endpoint] = []
     level, ratio = float(conf_level), float(controls_per_patient)
     if "group" in kinds:
@@ -292,13 +300,13 @@ def plan_endpoints(participants: pd.DataFrame, measurements: pd.DataFrame, reads
                 for m in measures]
     if "corr" in kinds:
         out += [_corr_endpoint(subj, m, v, patient_group, n_boot, seed, level)
-                for m in measures for v in variables if v in subj.columns]
+                for m in measures for v in variables]
     if "limb" in kinds:
         pairs = analyses.limb_pairs(participants, measurements)
         pats = set(subj.loc[subj["group"] == patient_group, "participant_id"])
         pairs = pairs[pairs["participant_id"].isin(pats)]
         out += [_limb_endpoint(pairs, m, patient_group, n_boot, seed, level) for m in measures]
-    if "auc" in kinds and reads is not None and len(reads):
+    if "auc" in kinds:
         calls = reads[["participant_id", "reader", "call"]].astype({"reader": str})
         for m in auc_measures:
             for rd in (readers if readers is not None else sorted(calls["reader"].unique())):

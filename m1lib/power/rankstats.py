@@ -17,6 +17,10 @@ SciPy), except where a closed P replaces a resampling P, as stated:
   permutation P, which would need thousands of permutations per simulated data set.
 - DeLong's paired test of two AUCs, as :func:`m1lib.stats.delong_paired_test`.
 
+Ranks come from counting integer codes (:func:`as_codes`) rather than sorting each
+row: a simulated study draws from the pilot's few distinct values, so a bincount
+per row gives every midrank and tie count at once.
+
 Hand-written because SciPy's rank tests do not take a per-row group mask (the DPR
 split changes group sizes from row to row), have no cluster-robust Spearman and no
 DeLong test.

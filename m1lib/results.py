@@ -252,6 +252,12 @@ PLACEHOLDERS: dict[str, tuple[str, str]] = {
                             "`frap`, `aopp`, `thiols`"),
     "clinical": ("umn_total|" + _CLINICAL, "`umn_total` or a `<variable>`"),
     "predictor": (_NAME, "a `<measure>` or a `<reader>`"),
+    "endpoint": (f"(?:group|limb|dpr_split)_(?:{_MEASURES})|corr_(?:{_MEASURES})_(?:{_CLINICAL})"
+                 f"|auc_(?:{_MEASURES})_vs_{_NAME}",
+                 "a power-analysis endpoint (notebook 08): `group_<measure>`, "
+                 "`corr_<measure>_<variable>`, `limb_<measure>`, `auc_<measure>_vs_<reader>`, "
+                 "`dpr_split_<measure>`"),
+    "target": ("[0-9]{1,2}", "a target power in percent (`80`, `90`)"),
 }
 
 _TWO_GROUP_STATS = [
@@ -360,6 +366,11 @@ CATALOGUE: tuple[CatalogueEntry, ...] = tuple(
         CatalogueEntry("qc", "qc.{n_measured,n_flagged,n_excluded,n_flagged_excluded}", "motion QC counts over measured participants (excluded ones included)", "flag: phase-encode/readout edge-energy ratio below 0.6 of the cohort median (m1lib.measure)"),
         CatalogueEntry("qc", "qc.flag_matches_exclusion", "fraction of measured participants whose QC flag equals their exclusion", "mean of flag == excluded"),
         CatalogueEntry("qc", "qc.flag_matches_truth", "fraction whose QC flag equals the phantom's motion truth (replica only)", "mean of flag == truth"),
+        CatalogueEntry("power", "power.settings.{n_sim,n_min,n_max,controls_per_patient}", "power analysis (notebook 08): simulated studies per point, smallest and largest patients per study simulated, planned controls per patient", "input"),
+        CatalogueEntry("power", "power.<endpoint>.{estimate,ci_low,ci_high}", "the endpoint's effect on this dataset and its interval (level 1 - alpha): P(first group > second) for Mann-Whitney endpoints, Spearman's rho, pooled per-limb rho, AUC difference (measure minus reader)", "m1lib.power.plan_endpoints: BCa bootstrap (correlations and per-limb: the report's own intervals)"),
+        CatalogueEntry("power", "power.<endpoint>.n_<target>", "patients per study for the target power at the observed effect (two-group endpoints: plus ceil(controls_per_patient * n) controls; DPR split: n patients split at the median); NaN when not reached within the simulated sizes", "smallest n of the grid from which the simulated power (n_sim studies resampled from this dataset, tested as the report tests) stays >= target"),
+        CatalogueEntry("power", "power.<endpoint>.n_<target>_{optimistic,pessimistic}", "the same at the interval's end on the observed side (optimistic) and at the other end, or no effect when the interval includes it (pessimistic)", "as `n_<target>`, model moved to that effect (m1lib.power.models)"),
+        CatalogueEntry("power", "power.<endpoint>.n_<target>_closed", "closed-form patients per study at the observed effect (cross-check of the simulation)", "Noether (Mann-Whitney), Fisher z with Bonett-Wright variance (Spearman; per-limb on n*pairs/design effect), Obuchowski/DeLong variance components (AUC difference); statsmodels NormalIndPower"),
     ]
 )
 

@@ -79,6 +79,21 @@ class Manifest(_Strict):
         """Absolute path of the file that plays ``role`` (a key of :class:`Files`)."""
         return self.root / getattr(self.files, role)
 
+    @property
+    def output_dir(self) -> Path:
+        """Folder where m1lib writes what it derives from this dataset (measurements, failures,
+        explorer backups); never inside a dataset it cannot write to."""
+        return resolve_output_dir(self)
+
+
+def resolve_output_dir(manifest: Manifest) -> Path:
+    """Where m1lib writes what it derives from ``manifest``'s dataset.
+
+    Minimal version: the dataset's ``derivatives/m1lib`` (the BIDS place for a
+    pipeline's outputs, where the measurement cache already lives).
+    """
+    return manifest.root / "derivatives" / "m1lib"
+
 
 def _suggest(key: str, valid) -> str:
     close = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.5)

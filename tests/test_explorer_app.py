@@ -53,7 +53,7 @@ def test_view_controls_call_the_model_and_redraw(view, ex):
     view.click_edits.value = True
     view._on_click(ev)
     assert ex.annotation_file().dirty and "unsaved" in view.readout.value
-    assert "Last automatic switch" in view.switch.value and "point 2" in view.switch.value
+    assert "Point switched automatically" in view.switch.value and "point 2" in view.switch.value
     assert view.point.value == 1 and not view.undo_btn.disabled
     view.arrows["▲"].click()
     view.save_btn.click()

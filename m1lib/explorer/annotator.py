@@ -132,7 +132,7 @@ class Annotator:
         if self.n_points() == 2:
             placed, st.point = st.point, 1 - st.point
             self.last_switch = (f"{st.label}: {POINT_NAMES[placed]} placed; the next click places "
-                                f"{POINT_NAMES[st.point]} (switched automatically)")
+                                f"{POINT_NAMES[st.point]}")
 
     def nudge(self, du_mm: float, dv_mm: float) -> None:
         """Move the active point by (du, dv) mm in the slice plane (u along voxel axis i)."""

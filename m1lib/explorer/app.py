@@ -56,9 +56,9 @@ def _lay(**kw) -> W.Layout:
     return W.Layout(**kw)
 
 
-def _wrap(children, **kw) -> W.HBox:
+def _wrap(children, align: str = "center", **kw) -> W.HBox:
     """A row that wraps onto the next line when the notebook is narrow."""
-    return W.HBox(children, layout=_lay(flex_flow="row wrap", align_items="center", **kw))
+    return W.HBox(children, layout=_lay(flex_flow="row wrap", align_items=align, **kw))
 
 
 class ExplorerView:
@@ -111,11 +111,11 @@ class ExplorerView:
                                     style=d, readout_format=".0f", layout=col)
         self.level = W.FloatSlider(description="Level", min=0.0, max=1.0, continuous_update=False,
                                    style=d, readout_format=".0f", layout=col)
-        self.zoom = W.Dropdown(description="Zoom to", options=ex.zoom_choices(), style=d,
-                               layout=_lay(width="200px"))
+        self.zoom = W.Dropdown(description="Zoom to", options=ex.zoom_choices(),
+                               style={"description_width": "58px"}, layout=_lay(width="205px"))
         self.zoom_mm = W.BoundedFloatText(description="± mm", value=ex.state.zoom_mm, min=1.0, max=60.0,
-                                          step=0.5, style={"description_width": "40px"},
-                                          layout=_lay(width="125px"))
+                                          step=0.5, style={"description_width": "42px"},
+                                          tooltip="half side of the zoom box (mm)", layout=_lay(width="120px"))
         self.overlay = {name: W.Checkbox(value=ex.state.overlays[name], description=text, indent=False,
                                          layout=_lay(width="160px"))
                         for name, text in (("roi", "oval ROIs"), ("caliper", "calipers"),
@@ -128,7 +128,7 @@ class ExplorerView:
         self.label = W.Dropdown(description="Edit", options=ex.labels(), value=ex.state.label,
                                 style={"description_width": "34px"}, layout=_lay(width="190px"))
         self.point = W.ToggleButtons(options=[("1 superficial", 0), ("2 white matter", 1)],
-                                     style={"button_width": "112px"}, layout=_lay(width="auto"))
+                                     style={"button_width": "122px"}, layout=_lay(width="auto"))
         self.click_edits = W.ToggleButton(value=False, description="click on image places point",
                                           icon="crosshairs", layout=_lay(width="230px"))
         self.step = W.BoundedFloatText(value=0.05, min=0.01, max=2.0, step=0.01, description="step mm",
@@ -197,13 +197,13 @@ class ExplorerView:
         controls = W.VBox([self.slice, _wrap([self.image, self.auto]), self.window, self.level,
                            _wrap([self.zoom, self.zoom_mm]), _wrap([ov["roi"], ov["caliper"]]),
                            _wrap([ov["reference"], ov["edges"]]), self.caption],
-                          layout=_lay(width="350px", flex="0 0 auto", margin="0 0 0 8px"))
+                          layout=_lay(width="350px", flex="0 0 auto", margin="30px 0 0 8px"))
         self.image_out.layout.flex = "0 0 auto"
         annot = W.VBox([
             W.HTML("<b>Annotator</b>: choose a caliper (point 1 on the superficial side, point 2 on the "
                    "white-matter side) or the reference point, then click on the image (click mode) "
                    "or use the arrows; values are re-measured as you move. Save writes only an "
-                   "annotation that `m1lib measure` can measure."),
+                   "annotation that <code>m1lib measure</code> can measure."),
             _wrap([self.label, self.point, self.click_edits]),
             _wrap([self.step, *self.arrows.values(), self.undo_btn]),
             self.switch, self.readout,
@@ -213,7 +213,7 @@ class ExplorerView:
         table.add_class("m1lib-tablebox")
         app = W.VBox([
             W.HTML(_CSS), self.participant, self.clinical, self.status,
-            _wrap([self.image_out, controls]),
+            _wrap([self.image_out, controls], align="flex-start"),
             annot, table,
             W.HTML("<b>Linked views</b>: Fig 2 of the paper; click a point to show that "
                    "participant's area above."),
@@ -317,7 +317,7 @@ class ExplorerView:
         self.status.value = message_html(ex.status.lstrip("⚠ "), error=ex.status.startswith("⚠"))
         self.table.value = table_html(ex)
         self.readout.value = readout_html(an.readout()) if ex.has_images() else ""
-        self.switch.value = (f"<div class='m1lib-msg' style='color:#345'>Last automatic switch: "
+        self.switch.value = (f"<div class='m1lib-msg' style='color:#345'>Point switched automatically: "
                              f"{an.last_switch}</div>" if an.last_switch else "")
         self.save_msg.value = message_html(an.message, error=bool(an.refusal))
         if scatter:

@@ -16,8 +16,9 @@ __all__ = ["fmt", "clinical_text", "table_html", "table_text", "readout_html", "
 
 #: What the columns of the measurement table are (shown under it).
 TABLE_NOTE = ("slice: the acquisition slice the caliper lies on (0-based). caliper: the rater's "
-              "thickness; profile: the thickness fitted to the intensity profile; intensity: ROI "
-              "mean / reference mean (echo used for intensity); R2*: from the ROI means of the echoes.")
+              "thickness; profile: the thickness fitted to the intensity profile; intensity: mean of "
+              "the deep-layer ROI over mean of the precuneus reference ROI, on the intensity echo; "
+              "R2*: from the ROI means of the echoes.")
 _COLUMNS = (("thickness_mm", "caliper<br>mm", ".2f"), ("profile_thickness_mm", "profile<br>mm", ".2f"),
             ("intensity", "intensity<br>ratio", ".3f"), ("r2star_s", "R2*<br>1/s", ".1f"))
 

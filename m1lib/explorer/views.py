@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 
 import matplotlib
+import matplotlib.patheffects as pe
 import nibabel as nib
 import numpy as np
 from IPython import get_ipython
@@ -54,16 +55,21 @@ def _draw_overlays(ax, ex: Explorer) -> None:
             ax.plot(ov.ij[:, 0], ov.ij[:, 1], color=colour, lw=lw, ls=ov.style)
 
 
+_OUTLINE = [pe.withStroke(linewidth=2.5, foreground="black")]   # legible on bright tissue
+
+
 def _scale_bar_and_letters(ax, ex: Explorer) -> None:
     px = ex.pixel_mm()
     (i0, i1), (j0, j1) = ax.get_xlim(), ax.get_ylim()
     bar_mm = 1.0 if (i1 - i0) * px[0] <= 30 else 10.0   # 1 mm zoomed in, 10 mm on the slice
     x0, y0 = i0 + 0.05 * (i1 - i0), j0 + 0.05 * (j1 - j0)
-    ax.plot([x0, x0 + bar_mm / px[0]], [y0, y0], color="w", lw=2.5, solid_capstyle="butt")
-    ax.text(x0, y0 + 0.02 * (j1 - j0), f"{bar_mm:g} mm", color="w", fontsize=8)
+    ax.plot([x0, x0 + bar_mm / px[0]], [y0, y0], color="w", lw=2.5, solid_capstyle="butt",
+            path_effects=_OUTLINE)
+    ax.text(x0, y0 + 0.02 * (j1 - j0), f"{bar_mm:g} mm", color="w", fontsize=8, path_effects=_OUTLINE)
     left, right, bottom, top = _orientation_letters(ex.volume().geometry.affine)
     for x, y, s in ((0.01, 0.5, left), (0.99, 0.5, right), (0.5, 0.01, bottom), (0.5, 0.99, top)):
         ax.text(x, y, s, transform=ax.transAxes, color="#ffff66", fontsize=9, fontweight="bold",
+                path_effects=_OUTLINE,
                 ha="left" if x < 0.2 else "right" if x > 0.8 else "center",
                 va="bottom" if y < 0.2 else "top" if y > 0.8 else "center")
 

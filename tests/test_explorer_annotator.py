@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from explorer_fixtures import an, ex, files_under, manifest, pristine, voxels  # noqa: F401 (fixtures)
 from m1lib import contract as C
 from m1lib import explorer as E
+from m1lib import synth
 from m1lib.dataset import check_annotation
 from m1lib.errors import DataError
 from m1lib.markups import line, read_markups
@@ -293,3 +295,60 @@ def test_the_next_measurement_measures_the_saved_annotation(an, ex):
     assert after.loc[("L", "hand"), "intensity"] == pytest.approx(live["intensity"], rel=1e-3)
     assert after.loc[("L", "hand"), "thickness_mm"] != pytest.approx(before.loc[("L", "hand"), "thickness_mm"], abs=1e-3)
     assert after.loc[("R", "leg"), "thickness_mm"] == before.loc[("R", "leg"), "thickness_mm"]
+
+
+# ----------------------------------------------------------------------------- the checks themselves
+
+def _head(yaw_deg: float, shift_x: float, x_of: dict, y_jitter: dict | None = None):
+    """Calipers of a head turned by ``yaw_deg`` about S and shifted by ``shift_x`` (RAS mm):
+    each area's caliper ``x_of[area]`` mm from the midline, 2 mm long, pointing posterior."""
+    t = np.deg2rad(yaw_deg)
+    rot = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
+    marks = {}
+    for h, s in (("L", -1.0), ("R", 1.0)):
+        for a, x in x_of.items():
+            y = (y_jitter or {}).get((h, a), 0.0)
+            p1, p2 = np.array([s * x, y, 50.0]), np.array([s * x, y - 2.0, 50.0])
+            marks[f"{h}_{a}"] = line(f"{h}_{a}", rot @ p1 + [shift_x, 0, 0], rot @ p2 + [shift_x, 0, 0])
+    return marks, rot
+
+
+def test_midline_check_follows_a_turned_and_shifted_head():
+    areas = ("foot", "leg", "hand")
+    x_of = {"foot": 3.0, "leg": 20.0, "hand": 31.0}          # a foot caliper 3 mm from the midline
+    marks, rot = _head(25.0, 7.0, x_of, {("R", "hand"): 4.0, ("L", "leg"): -3.0})
+    assert E.validation.midline_crossings(marks, areas) == []   # no false refusal
+    p = marks["L_foot"].points.copy()
+    p[1] = rot @ np.array([2.5, -2.0, 50.0]) + [7.0, 0, 0]    # point 2 dragged 2.5 mm into the right
+    marks["L_foot"] = line("L_foot", p[0], p[1])
+    found = E.validation.midline_crossings(marks, areas)
+    assert [q.field for q in found] == ["L_foot"]
+    # 2.5 mm, within what the pairs' own asymmetry (the jitter above) tilts the estimate
+    mm = float(re.search(r"is ([\d.]+) mm into the right hemisphere", found[0].message).group(1))
+    assert mm == pytest.approx(2.5, abs=0.2)
+
+
+def test_degenerate_means_under_one_voxel_along_the_caliper():
+    from m1lib.geometry import Geometry
+
+    g = Geometry(np.diag([0.25, 0.5, 2.0, 1.0]), (40, 40, 3), "sform")   # anisotropic in-plane
+    along_j = {"L_hand": line("L_hand", [2.0, 2.0, 2.0], [2.0, 2.45, 2.0])}   # 0.45 mm = 0.9 voxel in j
+    along_i = {"L_hand": line("L_hand", [2.0, 2.0, 2.0], [2.45, 2.0, 2.0])}   # 0.45 mm = 1.8 voxels in i
+    assert [p.field for p in E.validation.degenerate_calipers(along_j, g, ["hand"])] == ["L_hand"]
+    assert E.validation.degenerate_calipers(along_i, g, ["hand"]) == []
+
+
+def test_no_false_refusal_on_an_oblique_slab(tmp_path):
+    """The replica acquired oblique (tilted 14, -6 and 9 degrees): every rater file saves."""
+    root = tmp_path / "oblique"
+    synth.generate(root, seed=5, n_als=2, n_hs=1, oblique=True)
+    (root / "data_manifest.yaml").write_text("dataset: .\n")
+    ex = E.Explorer.from_manifest(root / "data_manifest.yaml", log=lambda *a: None)
+    an = E.Annotator(ex)
+    for pid in ex.participant_order():
+        ex.set_participant(pid)
+        assert an.problems() == [], pid
+    p = ex.annotation_file().markups["R_leg"].points.copy()
+    p[:, 0] = -p[:, 0]                                     # the right leg caliper mirrored to the left
+    ex.annotation_file().markups["R_leg"] = line("R_leg", p[0], p[1])
+    assert any(q.field == "R_leg" and "left hemisphere" in q.message for q in an.problems())

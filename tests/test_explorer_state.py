@@ -14,7 +14,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from explorer_fixtures import an, ex, manifest, pristine, voxels  # noqa: F401 (fixtures)
+from explorer_fixtures import ex, manifest, pristine, voxels  # noqa: F401 (fixtures)
 from m1lib import contract as C
 from m1lib import explorer as E
 from m1lib.explorer import text, views

@@ -17,7 +17,7 @@ from IPython.display import Image
 from matplotlib.figure import Figure
 
 from .state import R2STAR, WHOLE_SLICE, Explorer
-from .text import clinical_text, table_text
+from .text import table_text
 
 __all__ = ["COLOURS", "draw_browser", "image_axes", "snapshot_figure", "as_image",
            "use_widget_backend", "is_interactive"]

@@ -16,6 +16,7 @@ from m1lib import explorer as E
 from m1lib import synth
 from m1lib.dataset import check_annotation
 from m1lib.errors import DataError
+from m1lib.geometry import Geometry
 from m1lib.markups import line, read_markups
 from m1lib.measure import measure_participant
 
@@ -329,8 +330,6 @@ def test_midline_check_follows_a_turned_and_shifted_head():
 
 
 def test_degenerate_means_under_one_voxel_along_the_caliper():
-    from m1lib.geometry import Geometry
-
     g = Geometry(np.diag([0.25, 0.5, 2.0, 1.0]), (40, 40, 3), "sform")   # anisotropic in-plane
     along_j = {"L_hand": line("L_hand", [2.0, 2.0, 2.0], [2.0, 2.45, 2.0])}   # 0.45 mm = 0.9 voxel in j
     along_i = {"L_hand": line("L_hand", [2.0, 2.0, 2.0], [2.45, 2.0, 2.0])}   # 0.45 mm = 1.8 voxels in i

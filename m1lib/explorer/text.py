@@ -87,8 +87,9 @@ def table_text(ex) -> str:
                          f"{fmt(getattr(r, 'intensity', np.nan), '8.3f'):>8s} "
                          f"{fmt(getattr(r, 'r2star_s', np.nan), '6.1f'):>6s}")
         lines += ["* on the shown slice; slice = acquisition slice (0-based)",
-                  "caliper: rater's thickness; profile: fitted to the intensity profile",
-                  "intensity: ROI mean / reference ROI mean"]
+                  "caliper: the rater's thickness",
+                  "profile: thickness fitted to the intensity profile",
+                  "intensity: deep-layer ROI mean / reference ROI mean"]
     if ex.stale:
         lines.append("annotations saved since: values change at the next report")
     return "\n".join(lines)

@@ -80,7 +80,8 @@ def test_a_refused_save_says_why_beside_the_save_button(view, ex):
     assert view.save_msg in row.children           # the reason is in the Save button's row
     view.undo_btn.click()
     view.undo_btn.click()
-    assert not ex.annotation_file().dirty and view.save_msg.value == "" or "undid" in view.save_msg.value
+    assert not ex.annotation_file().dirty and "undid the last edit of L_hand" in view.save_msg.value
+    assert "⚠" not in view.save_msg.value and view.undo_btn.disabled
 
 
 def _boxes(w):

@@ -4,8 +4,8 @@ The server runs the project's own kernel (``m1lib``) on a free port of 127.0.0.1
 with a token; Chromium is Debian's (``/usr/bin/chromium``, installed by
 ``.ci/run`` when missing): nothing is downloaded at run time. The notebook is
 the stored one with its parameters injected by papermill (``prepare_only``) to
-point at a tiny replica. A screenshot of the explorer is kept in
-``tests/artifacts/`` (gitignored).
+point at a tiny replica. The window is 1280 px wide with the file browser
+open; screenshots of each step are kept in ``tests/artifacts/`` (gitignored).
 """
 from __future__ import annotations
 
@@ -117,7 +117,9 @@ def lab(tmp_path_factory):
                 log.flush()
                 pytest.fail("JupyterLab did not start:\n" + (base / "jupyterlab.log").read_text()[-3000:])
             time.sleep(0.3)
-        yield dict(url=url, token=token, base=base, notebook=NOTEBOOK.name)
+        annotation = data / "derivatives" / "annotations" / "sub-ALS01_desc-m1_markups.mrk.json"
+        yield dict(url=url, token=token, base=base, notebook=NOTEBOOK.name,
+                   annotation_bytes=annotation.read_bytes())
     finally:
         proc.terminate()
         try:
@@ -129,17 +131,44 @@ def lab(tmp_path_factory):
 
 
 _CANVAS_STATS = """() => {
-  // the explorer's image canvas: its size and pixel statistics
+  // the explorer's image canvas: size, pixel statistics, and how coloured its right strip
+  // (the colour bar) is: grey shades have r = g = b, the R2* map's magma does not
   const cs = [...document.querySelectorAll('.m1lib-explorer .m1lib-image canvas')];
   if (!cs.length) return null;
   const c = cs[0];  // ipympl draws the figure on its first canvas (the second is the rubber band)
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let n = 0, s = 0, s2 = 0, h = 0;
+  let n = 0, s = 0, s2 = 0, h = 0, bar = 0, barN = 0;
   for (let i = 0; i < d.length; i += 4) {
     const v = (d[i] + d[i + 1] + d[i + 2]) / 3; n++; s += v; s2 += v * v;
     h = (h * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) % 1000000007;
+    const x = (i / 4) % c.width;
+    if (x > 0.835 * c.width && x < 0.86 * c.width) {  // the colour bar (views.image_axes)
+      barN++;
+      if (Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]) > 60) bar++;
+    }
   }
-  return {w: c.width, h: c.height, mean: s / n, sd: Math.sqrt(Math.max(s2 / n - (s / n) ** 2, 0)), hash: h};
+  return {w: c.width, h: c.height, mean: s / n, sd: Math.sqrt(Math.max(s2 / n - (s / n) ** 2, 0)), hash: h,
+          coloured_bar: bar / barN};
+}"""
+
+_LAYOUT = """() => {
+  // does the explorer fit the notebook's visible width, and is any ipympl toolbar shown?
+  const app = document.querySelector('.m1lib-explorer');
+  const panel = document.querySelector('.jp-NotebookPanel-notebook') || document.querySelector('.jp-Notebook');
+  const a = app.getBoundingClientRect(), p = panel.getBoundingClientRect();
+  const toolbars = [...app.querySelectorAll('.jupyter-matplotlib-toolbar')]
+    .filter(t => t.offsetParent !== null && getComputedStyle(t).display !== 'none'
+            && getComputedStyle(t).visibility !== 'hidden');
+  let widest = 0;
+  for (const el of app.querySelectorAll('*')) {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0) widest = Math.max(widest, r.right);
+  }
+  const left = window.jupyterapp.shell.leftCollapsed === false;
+  const images = [...document.querySelectorAll('.jp-Notebook .jp-OutputArea-output img')].length;
+  return {app_right: a.right, panel_right: p.right, widest_right: widest, app_width: a.width,
+          scroll: app.scrollWidth - app.clientWidth, toolbars: toolbars.length, file_browser_open: left,
+          window_width: window.innerWidth, output_images: images};
 }"""
 
 _NOTEBOOK_STATE = """() => {
@@ -155,16 +184,35 @@ _NOTEBOOK_STATE = """() => {
           errors, kernel: kernel ? kernel.name : null, status: kernel ? kernel.status : null};
 }"""
 
+WIDTH, HEIGHT = 1280, 900
+
+
+def _wait_canvas_change(page, before: dict, timeout: int = 30_000) -> dict:
+    page.wait_for_function(f"() => {{ const s = ({_CANVAS_STATS})(); return s && s.hash !== {before['hash']}; }}",
+                           timeout=timeout)
+    page.wait_for_timeout(300)   # ipympl may send the image in more than one frame
+    return page.evaluate(_CANVAS_STATS)
+
+
+def _shot(page, locator, name: str) -> Path:
+    """A screenshot of the viewport (1280 px wide, file browser open) with ``locator`` in view."""
+    locator.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path))
+    return path
+
 
 def test_explorer_in_jupyterlab(lab, tmp_path):
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
+    record: dict = {}
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1700, "height": 1500})
+            args=CHROMIUM_ARGS, viewport={"width": WIDTH, "height": HEIGHT}, device_scale_factor=1)
         try:
             page = ctx.new_page()
             page.goto(f"{lab['url']}/lab/tree/{lab['notebook']}?token={lab['token']}")
@@ -175,6 +223,9 @@ def test_explorer_in_jupyterlab(lab, tmp_path):
                                    timeout=60_000)
             state = page.evaluate(_NOTEBOOK_STATE)
             assert state["kernel"] == "m1lib", state
+            # the file browser open beside the notebook, as a user has it
+            page.evaluate("() => window.jupyterapp.commands.execute('filebrowser:activate')")
+            page.wait_for_function("() => window.jupyterapp.shell.leftCollapsed === false", timeout=10_000)
             page.wait_for_function("() => window.jupyterapp.shell.currentWidget.context.sessionContext"
                                    ".session.kernel.status === 'idle'", timeout=60_000)
             page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
@@ -189,35 +240,64 @@ def test_explorer_in_jupyterlab(lab, tmp_path):
             app.scroll_into_view_if_needed()
             page.wait_for_function(f"() => {{ const s = ({_CANVAS_STATS})(); return s && s.w > 300 && s.sd > 5; }}",
                                    timeout=30_000)
-            before = page.evaluate(_CANVAS_STATS)
-            assert before["w"] >= 400 and before["h"] >= 400 and before["sd"] > 5, before  # an image, not blank
-            clinical = app.locator(".widget-html").first
-            assert "sub-ALS01" in clinical.inner_text()
+            first = page.evaluate(_CANVAS_STATS)
+            assert first["w"] >= 400 and first["h"] >= 400 and first["sd"] > 5, first  # an image, not blank
+            assert "sub-ALS01" in app.locator(".widget-html").nth(1).inner_text()
 
-            # change the participant: the dropdown is the app's first <select>
-            app.locator("select").first.select_option(label=app.locator("select").first.locator(
-                "option", has_text="sub-ALS02").inner_text())
-            page.wait_for_function("() => document.querySelector('.m1lib-explorer').innerText.includes('sub-ALS02 (ALS)')",
-                                   timeout=30_000)
-            page.wait_for_function(f"() => {{ const s = ({_CANVAS_STATS})(); return s && s.hash !== {before['hash']}; }}",
-                                   timeout=30_000)
-            after = page.evaluate(_CANVAS_STATS)
-            assert after["sd"] > 5
-            page.wait_for_timeout(500)   # let the scatter plot's redraw land
-            shot = ARTIFACTS / "explorer_jupyterlab.png"
-            app.screenshot(path=str(shot))
-            page.screenshot(path=str(ARTIFACTS / "explorer_jupyterlab_page.png"))
-            assert shot.stat().st_size > 50_000
+            # it fits: nothing past the notebook's right edge, no toolbar over the axes, no
+            # static snapshot shown above the live app
+            fit = page.evaluate(_LAYOUT)
+            record["layout"] = fit
+            assert fit["file_browser_open"] and fit["window_width"] == WIDTH, fit
+            assert fit["widest_right"] <= fit["panel_right"] + 1 and fit["scroll"] <= 1, fit
+            assert fit["toolbars"] == 0 and fit["output_images"] == 0, fit
+            _shot(page, app.locator(".m1lib-image"), "explorer_1280_default.png")
 
-            # the annotator, live: in click mode a click on the image moves the caliper's point
+            # every view option renders: the whole slice is an image, not a blank panel
+            zoom = app.locator("select").nth(1)
+            assert zoom.inner_text().replace("\xa0", " ").startswith("whole slice")   # ipywidgets: nbsp
+            zoom.select_option(index=0)
+            whole = _wait_canvas_change(page, first)
+            assert whole["sd"] > 5, whole
+            _shot(page, app.locator(".m1lib-image"), "explorer_1280_whole_slice.png")
+
+            # the R2* map comes with a colour bar (coloured, labelled with its units)
+            assert first["coloured_bar"] < 0.02, first                  # grey bar on an echo
+            app.get_by_role("button", name="R2*", exact=True).click()
+            page.wait_for_function("() => document.querySelector('.m1lib-explorer').innerText"
+                                   ".includes('Colour bar: R2* (1/s)')", timeout=30_000)
+            r2 = _wait_canvas_change(page, whole)
+            record["r2star"] = r2
+            assert r2["sd"] > 5 and r2["coloured_bar"] > 0.3, r2
+            _shot(page, app.locator(".m1lib-image"), "explorer_1280_r2star.png")
+
+            # a degenerate caliper: two clicks a few screen pixels apart; Save is refused and
+            # the reason appears beside the Save button
+            zoom.select_option(label="L_hand")
+            back = _wait_canvas_change(page, r2)
             app.get_by_role("button", name="click on image places point").click()
-            box = app.locator(".m1lib-image canvas").first.bounding_box()
-            app.locator(".m1lib-image canvas").last.click(
-                position={"x": box["width"] * 0.62, "y": box["height"] * 0.40})
-            page.wait_for_function("() => document.querySelector('.m1lib-explorer').innerText.includes('(unsaved)')",
-                                   timeout=30_000)
-            page.screenshot(path=str(ARTIFACTS / "explorer_jupyterlab_click.png"))
+            canvas = app.locator(".m1lib-image canvas")
+            box = canvas.first.bounding_box()
+            for dx in (0.0, 3.0):   # ~0.1 mm apart at this zoom, under a 0.25 mm voxel
+                canvas.last.click(position={"x": box["width"] * 0.40 + dx, "y": box["height"] * 0.50})
+                page.wait_for_timeout(400)
+            page.wait_for_function("() => document.querySelector('.m1lib-explorer').innerText"
+                                   ".includes('Point switched automatically')", timeout=30_000)
+            app.get_by_role("button", name="Save annotations").click()
+            page.wait_for_function("() => document.querySelector('.m1lib-explorer').innerText"
+                                   ".includes('shorter than one voxel')", timeout=60_000)
+            msg = app.locator(".m1lib-msg", has_text="not saved").bounding_box()
+            save = app.get_by_role("button", name="Save annotations").bounding_box()
+            record["refusal"] = {"message": msg, "save_button": save}
+            # beside the button: in its row (overlapping it vertically), to its right
+            assert msg["x"] > save["x"] + save["width"] - 1 and msg["y"] < save["y"] + save["height"], record
+            assert msg["x"] + msg["width"] <= fit["panel_right"] + 1, record   # wrapped, not cut off
+            annotation = lab["base"] / "replica" / "derivatives" / "annotations" / "sub-ALS01_desc-m1_markups.mrk.json"
+            assert annotation.read_bytes() == lab["annotation_bytes"]          # nothing was written
+            _shot(page, app.locator(".m1lib-msg", has_text="not saved"), "explorer_1280_save_refused.png")
+            _shot(page, app.locator(".m1lib-scatter"), "explorer_1280_linked.png")
+            record["canvas_first"], record["canvas_back"] = first, back
         finally:
             ctx.close()
-    (ARTIFACTS / "explorer_jupyterlab.json").write_text(json.dumps(
-        {"seconds_in_browser": round(time.monotonic() - t0, 1), "before": before, "after": after}, indent=1))
+    record["seconds_in_browser"] = round(time.monotonic() - t0, 1)
+    (ARTIFACTS / "explorer_jupyterlab.json").write_text(json.dumps(record, indent=1))

@@ -15,9 +15,9 @@ A cached measurement table is reused only when its key is unchanged. The key hol
 """
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
+import re
 import sys
 import time
 from concurrent.futures import Future
@@ -45,28 +45,40 @@ FAILURE_COLUMNS = ("participant_id", "label", "kind", "reason")
 
 
 # --------------------------------------------------------------------------- code + libraries
+_FROM = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(?:\(([^)]*)\)|([\w \t,]+))", re.M)
+_IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w.]+(?:[ \t]+as[ \t]+\w+)?(?:[ \t]*,[ \t]*[\w.]+(?:[ \t]+as[ \t]+\w+)?)*)",
+                     re.M)
+
+
 def _imports(path: Path) -> tuple[set[str], set[str]]:
-    """m1lib modules and top-level third-party modules imported anywhere in ``path``."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    """m1lib modules and top-level third-party modules imported anywhere in ``path``.
+
+    A line scan, not ``ast``: parsing every module on every run costs more than the
+    whole up-to-date check. Statements inside functions count too.
+    """
+    text = path.read_text(encoding="utf-8")
     inner, outer = set(), set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                top, _, rest = a.name.partition(".")
-                (inner.add(rest.split(".")[0]) if top == "m1lib" and rest else outer.add(top))
-        elif isinstance(node, ast.ImportFrom):
-            mod = node.module or ""
-            if node.level or mod.split(".")[0] == "m1lib":
-                sub = mod.removeprefix("m1lib").lstrip(".").split(".")[0] if not node.level else \
-                    mod.split(".")[0]
-                if sub:
-                    inner.add(sub)
-                else:  # from . import a, b
-                    inner.update(a.name for a in node.names)
+    for dots, mod, grouped, plain in _FROM.findall(text):
+        names = (grouped or plain).replace("\n", " ")
+        top, _, rest = mod.partition(".")
+        if dots:
+            if top:
+                inner.add(top)
+            else:  # from . import a, b
+                inner.update(n.split()[0] for n in names.split(",") if n.strip())
+        elif top == "m1lib":
+            if rest:
+                inner.add(rest.split(".")[0])
             else:
-                outer.add(mod.split(".")[0])
+                inner.update(n.split()[0] for n in names.split(",") if n.strip())
+        else:
+            outer.add(top)
+    for group in _IMPORT.findall(text):
+        for item in group.split(","):
+            top, _, rest = item.split()[0].partition(".")
+            (inner.add(rest.split(".")[0]) if top == "m1lib" and rest else outer.add(top))
     inner = {m for m in inner if (PACKAGE_DIR / f"{m}.py").is_file()}
-    return inner, outer - set(sys.stdlib_module_names) - {"__future__"}
+    return inner, outer - set(sys.stdlib_module_names) - {"__future__", "m1lib"}
 
 
 @lru_cache(maxsize=None)

@@ -301,3 +301,33 @@ def test_tables_carry_the_failures(tmp_path, monkeypatch):
     t = pipeline.load_tables(build_dataset(tmp_path / "img"), log=lambda *a: None)
     assert t.failures["participant_id"].tolist() == ["sub-ALS02"] and t.failures["label"].isna().all()
     assert t.failures["reason"].tolist() == ["L_hand: point outside the image"]
+
+
+def _ast_imports(path: Path) -> tuple[set[str], set[str]]:
+    """The reference: what Python's own parser says a module imports."""
+    import ast
+
+    inner, outer = set(), set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                top, _, rest = a.name.partition(".")
+                (inner.add(rest.split(".")[0]) if top == "m1lib" and rest else outer.add(top))
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level and mod:
+                inner.add(mod.split(".")[0])
+            elif node.level:
+                inner.update(a.name for a in node.names)
+            elif mod.split(".")[0] == "m1lib":
+                inner.add(mod.split(".")[1]) if "." in mod else inner.update(a.name for a in node.names)
+            else:
+                outer.add(mod.split(".")[0])
+    inner = {m for m in inner if (cache.PACKAGE_DIR / f"{m}.py").is_file()}
+    return inner, outer - set(sys.stdlib_module_names) - {"__future__", "m1lib"}
+
+
+@pytest.mark.parametrize("module", sorted(p.stem for p in cache.PACKAGE_DIR.glob("*.py")))
+def test_the_import_scan_agrees_with_the_parser(module):
+    path = cache.PACKAGE_DIR / f"{module}.py"
+    assert cache._imports(path) == _ast_imports(path)

@@ -353,6 +353,26 @@ _MIXUP = ("the markups were probably written in LPS but declared RAS, or the rev
           "mix-up negates x and y; Slicer writes LPS): check each markup's coordinateSystem")
 
 
+def _midline(pairs):
+    """The midsagittal plane's x at a point, from mirrored L/R annotations.
+
+    A mirrored pair's mid-point lies on the midsagittal plane and its L->R direction is
+    the plane's normal. The plane goes through the mean mid-point with the mean
+    direction as normal, so a head turned in the scanner or a slab acquired obliquely
+    (the plane is then not ``x = const``) does not put a medial annotation, such as the
+    precuneus reference a few mm off the midline and far behind the motor strip, on the
+    wrong side. Returns a function of a RAS point giving the plane's x at its (y, z).
+    """
+    left = np.array([l for l, _ in pairs], float)
+    right = np.array([r for _, r in pairs], float)
+    d = right - left
+    n = (d / np.linalg.norm(d, axis=1, keepdims=True)).mean(axis=0)
+    centre = ((left + right) / 2).mean(axis=0)
+    if n[0] <= 0.5 * np.linalg.norm(n):  # pairs not left-right at all: no plane to trust
+        return lambda p: float(centre[0])
+    return lambda p: float(centre[0] - ((p[1] - centre[1]) * n[1] + (p[2] - centre[2]) * n[2]) / n[0])
+
+
 def check_orientation(geom: Geometry, points: dict, areas, *, reference: str = "ref_precuneus",
                       participant: str | None = None, file=None) -> list:
     """Check annotations against the image's world coordinates (RAS+ mm).
@@ -369,8 +389,9 @@ def check_orientation(geom: Geometry, points: dict, areas, *, reference: str = "
     -------
     list of Problem
         Empty when: every ``L_<area>`` lies left (lower RAS x) of its ``R_<area>``;
-        the reference lies left of the brain's midline (the median of the L/R pairs'
-        mid-points in x: the annotations straddle it by construction); and the
+        the reference lies left of the brain's midline (the plane through the L/R
+        pairs' mid-points, see :func:`_midline`: the annotations straddle it by
+        construction); and the
         annotations lie in the field of view. When they do not, and negating x and
         y (LPS <-> RAS) would put them right, the problem says so.
 
@@ -405,20 +426,21 @@ def check_orientation(geom: Geometry, points: dict, areas, *, reference: str = "
         out.append(Problem(f"L_{a} (x={xl:.1f} mm) lies right of R_{a} (x={xr:.1f} mm) in RAS; "
                            "left-hemisphere annotations have the lower x: are the names swapped?",
                            field=f"L_{a}", **where))
+    midline_at = _midline([(pts[f"L_{a}"].mean(axis=0), pts[f"R_{a}"].mean(axis=0))
+                           for a, _, _ in pairs]) if pairs else None
     if pairs and reference in pts:
-        midline = float(np.median([(xl + xr) / 2 for _, xl, xr in pairs]))
-        xref = float(pts[reference][:, 0].mean())
+        ref = pts[reference].mean(axis=0)
+        xref, midline = float(ref[0]), midline_at(ref)
         if xref >= midline:
             out.append(Problem(f"the reference lies right of the midline (RAS x={xref:.1f} mm, midline "
                                f"x={midline:.1f} mm between the L/R annotations); it belongs in the "
                                "left precuneus", field=reference, **where))
     if pairs:  # drawn ROIs (``<label>_roi``: their centres) on their label's side
-        midline = float(np.median([(xl + xr) / 2 for _, xl, xr in pairs]))
         for name, p in sorted(pts.items()):
             if not name.endswith("_roi"):
                 continue
             left = not name.startswith("R_")  # L_* and the (left) reference
-            x = float(p[:, 0].mean())
+            x, midline = float(p[:, 0].mean()), midline_at(p.mean(axis=0))
             if (x >= midline) == left:
                 out.append(Problem(
                     f"the ROI's centre lies {'right' if left else 'left'} of the midline (RAS x="

@@ -194,7 +194,7 @@ def test_save_refuses_a_degenerate_caliper(an, ex):
     assert "point 2" in an.last_switch
     assert "shorter than one voxel" in an.readout()["error"]
     _assert_refused(ex, an, "shorter than one voxel")
-    assert an.refusal[0].field == "L_hand" and "0.12 mm long" in an.message
+    assert an.refusal[0].field == "L_hand" and "mm long (0.5 voxel)" in an.message
 
 
 def test_save_refuses_a_caliper_outside_the_image(an, ex):

@@ -186,3 +186,23 @@ def test_geometry_in_acquisition_order_for_slices_along_i():
     assert g.axes == (1, 2, 0) and g.shape == (40, 30, 5)
     assert g.slice_spacing_mm == pytest.approx(2.0)
     assert np.allclose(g.voxel_sizes, [0.5, 0.25, 2.0])
+
+
+def test_orientation_midline_follows_a_turned_head():
+    """Yaw of 20 degrees: the precuneus reference, 3 mm left of the midsagittal plane but
+    60 mm behind the motor strip, lies at a larger RAS x than the pairs' mid-points. The
+    plane through the pairs (their L->R direction its normal) keeps it on the left; a
+    reference 3 mm right of the plane is still caught."""
+    yaw = np.deg2rad(20.0)
+    rot = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+    centre = np.array([100.0, 100.0, 50.0])
+    head = {"L_hand": [-30, 10, 10], "R_hand": [30, 10, 10], "L_face": [-45, 5, -5], "R_face": [45, 5, -5],
+            "L_leg": [-12, 0, 25], "R_leg": [12, 0, 25], "ref_precuneus": [-3, -60, 15]}
+    pts = {k: [rot @ np.array(v, float) + centre] for k, v in head.items()}
+    g = Geometry(np.eye(4), (200, 200, 100), "sform")
+    assert pts["ref_precuneus"][0][0] > np.median([(pts[f"L_{a}"][0][0] + pts[f"R_{a}"][0][0]) / 2
+                                                    for a in ("hand", "face", "leg")])
+    assert check_orientation(g, pts, ["hand", "face", "leg"]) == []
+    pts["ref_precuneus"] = [rot @ np.array([3.0, -60, 15]) + centre]
+    problems = check_orientation(g, pts, ["hand", "face", "leg"])
+    assert len(problems) == 1 and problems[0].field == "ref_precuneus"

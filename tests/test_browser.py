@@ -309,6 +309,7 @@ def test_explorer_in_jupyterlab(lab, tmp_path):
               await f.done; return texts.join('').trim();
             }""")
             assert errors == "None", errors
+            _shot(page, app.locator(".m1lib-scatter"), "explorer_1280_linked.png")
             record["canvas_first"], record["canvas_back"] = first, back
         finally:
             ctx.close()

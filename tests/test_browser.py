@@ -295,6 +295,20 @@ def test_explorer_in_jupyterlab(lab, tmp_path):
             annotation = lab["base"] / "replica" / "derivatives" / "annotations" / "sub-ALS01_desc-m1_markups.mrk.json"
             assert annotation.read_bytes() == lab["annotation_bytes"]          # nothing was written
             _shot(page, app.locator(".m1lib-msg", has_text="not saved"), "explorer_1280_save_refused.png")
+            # still an image after the refusal (no half-drawn or blank frame), and the kernel
+            # raised nothing behind the scenes (widget and canvas messages may arrive on
+            # different kernel threads)
+            page.wait_for_timeout(1000)
+            settled = page.evaluate(_CANVAS_STATS)
+            record["after_refusal"] = settled
+            assert settled["sd"] > 5 and settled["mean"] < 200 and settled["coloured_bar"] > 0.3, settled
+            errors = page.evaluate("""async () => {
+              const k = window.jupyterapp.shell.currentWidget.context.sessionContext.session.kernel;
+              const f = k.requestExecute({code: "import sys; print(repr(getattr(sys, 'last_value', None)))"});
+              const texts = []; f.onIOPub = m => { if (m.content.text) texts.push(m.content.text); };
+              await f.done; return texts.join('').trim();
+            }""")
+            assert errors == "None", errors
             _shot(page, app.locator(".m1lib-scatter"), "explorer_1280_linked.png")
             record["canvas_first"], record["canvas_back"] = first, back
         finally:

@@ -19,6 +19,7 @@ fallback: JupyterLab shows the live widget, an HTML export without widget state
 from __future__ import annotations
 
 import base64
+import threading
 from typing import Callable
 
 import ipywidgets as W
@@ -87,6 +88,10 @@ class ExplorerView:
         self._fallback_png = png_bytes(fallback if fallback is not None else snapshot_figure(explorer))
         self._syncing = False
         self._artists: dict = {}
+        # JupyterLab may deliver widget and canvas messages on different kernel subshells
+        # (threads, ipykernel >= 7): a canvas must not draw while a callback redraws its axes
+        # (seen as half-drawn frames and a blank image), nor two callbacks change the state at once.
+        self._lock = threading.RLock()
         self._build_browser()
         self._build_annotator()
         self._build_figures()
@@ -169,6 +174,8 @@ class ExplorerView:
                                                                  max_width="100%"))
         self.image_out.add_class("m1lib-image")
         self.scatter_out.add_class("m1lib-scatter")
+        for f in (self.fig, self.sfig):
+            f.canvas.draw = self._locked(f.canvas.draw)
         self.ax, self.cax = image_axes(self.fig)
         self.fig.canvas.mpl_connect("button_press_event", self._on_click)
         self.sfig.canvas.mpl_connect("pick_event", self._on_pick)
@@ -230,10 +237,19 @@ class ExplorerView:
         data["text/plain"] = "m1lib explorer (a static snapshot of its first view where widgets do not render)"
         return bundle
 
+    def _locked(self, fn: Callable) -> Callable:
+        def locked(*args, **kwargs):
+            with self._lock:
+                return fn(*args, **kwargs)
+        return locked
+
     def _act(self, action: Callable) -> None:
         """Run an action from a control, report a user error, redraw."""
-        if self._syncing:
-            return
+        with self._lock:   # re-entrant: the sync's own change events return at once
+            if not self._syncing:
+                self._act_unlocked(action)
+
+    def _act_unlocked(self, action: Callable) -> None:
         before = self.ex.state.participant_id
         try:
             action()
@@ -245,11 +261,12 @@ class ExplorerView:
         self.refresh(scatter=self.ex.state.participant_id != before)
 
     def _save(self) -> None:
-        try:
-            self.annotator.save()
-        except DataError:
-            pass  # the refusal is in annotator.message, shown beside the button
-        self.refresh()
+        with self._lock:
+            try:
+                self.annotator.save()
+            except DataError:
+                pass  # the refusal is in annotator.message, shown beside the button
+            self.refresh()
 
     def _on_click(self, event) -> None:
         if event.inaxes is not self.ax or event.xdata is None or not self.click_edits.value:
@@ -303,13 +320,17 @@ class ExplorerView:
         if not ex.has_images():
             return ""
         what = ("R2* map, voxelwise from the echoes (display only: the measurement takes R2* "
-                "from ROI means)" if ex.state.image == R2STAR else f"{ex.state.image} magnitude")
+                "from ROI means). " if ex.state.image == R2STAR else "")
         lo, hi = ex.clim()
-        return (f"<div class='m1lib-note'>Image: {what}. Colour bar: {ex.image_units()}, "
+        return (f"<div class='m1lib-note'>{what}Colour bar: {ex.image_units()}, "
                 f"{lo:.0f} to {hi:.0f}.</div>")
 
     def refresh(self, scatter: bool = False) -> None:
         """Bring every control, the image, the tables and (optionally) the plots up to date."""
+        with self._lock:
+            self._refresh(scatter)
+
+    def _refresh(self, scatter: bool) -> None:
         ex, an = self.ex, self.annotator
         self._sync_controls()
         draw_browser(self.ax, self.cax, ex)

@@ -40,12 +40,14 @@ def image_axes(fig, rect=(0.01, 0.01, 0.79, 0.92), cbar=(0.83, 0.08, 0.035, 0.80
 
 
 def _draw_overlays(ax, ex: Explorer) -> None:
+    (i0, i1), _ = ex.view_limits()
+    numbered = (i1 - i0) * ex.pixel_mm()[0] <= 30   # point numbers only where they do not overlap
     for ov in ex.overlays():
         colour = COLOURS["edit"] if ov.active and ov.kind == "caliper" else COLOURS.get(ov.kind, "w")
         lw = 1.8 if ov.active else 1.4
         if ov.kind == "caliper":
             ax.plot(ov.ij[:, 0], ov.ij[:, 1], color=colour, lw=lw, marker="o", ms=3.5)
-            if ov.active:  # which end is which: 1 superficial, 2 white matter
+            if ov.active and numbered:  # which end is which: 1 superficial, 2 white matter
                 for n, (x, y) in enumerate(ov.ij):
                     ax.annotate(str(n + 1), (x, y), xytext=(4, 4), textcoords="offset points",
                                 color=colour, fontsize=8, fontweight="bold")

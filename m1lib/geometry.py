@@ -353,6 +353,13 @@ _MIXUP = ("the markups were probably written in LPS but declared RAS, or the rev
           "mix-up negates x and y; Slicer writes LPS): check each markup's coordinateSystem")
 
 
+#: How far past the estimated midline a medial annotation must lie to be called on the
+#: wrong side: the plane comes from hand-placed calipers (about a voxel of error each)
+#: and is extrapolated several cm to the precuneus, where the reference sits 2-5 mm off
+#: the midline; a mirrored (LPS/RAS) reference lands as far on the other side.
+MIDLINE_MARGIN_MM = 1.0
+
+
 def _midline(pairs):
     """The midsagittal plane's x at a point, from mirrored L/R annotations.
 
@@ -391,7 +398,7 @@ def check_orientation(geom: Geometry, points: dict, areas, *, reference: str = "
         Empty when: every ``L_<area>`` lies left (lower RAS x) of its ``R_<area>``;
         the reference lies left of the brain's midline (the plane through the L/R
         pairs' mid-points, see :func:`_midline`: the annotations straddle it by
-        construction); and the
+        construction; not more than :data:`MIDLINE_MARGIN_MM` past it); and the
         annotations lie in the field of view. When they do not, and negating x and
         y (LPS <-> RAS) would put them right, the problem says so.
 
@@ -431,7 +438,7 @@ def check_orientation(geom: Geometry, points: dict, areas, *, reference: str = "
     if pairs and reference in pts:
         ref = pts[reference].mean(axis=0)
         xref, midline = float(ref[0]), midline_at(ref)
-        if xref >= midline:
+        if xref > midline + MIDLINE_MARGIN_MM:
             out.append(Problem(f"the reference lies right of the midline (RAS x={xref:.1f} mm, midline "
                                f"x={midline:.1f} mm between the L/R annotations); it belongs in the "
                                "left precuneus", field=reference, **where))
@@ -441,7 +448,7 @@ def check_orientation(geom: Geometry, points: dict, areas, *, reference: str = "
                 continue
             left = not name.startswith("R_")  # L_* and the (left) reference
             x, midline = float(p[:, 0].mean()), midline_at(p.mean(axis=0))
-            if (x >= midline) == left:
+            if (x > midline + MIDLINE_MARGIN_MM) if left else (x < midline - MIDLINE_MARGIN_MM):
                 out.append(Problem(
                     f"the ROI's centre lies {'right' if left else 'left'} of the midline (RAS x="
                     f"{x:.1f} mm, midline x={midline:.1f} mm) but its name says "

@@ -11,15 +11,14 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .dataset import validate
 from .errors import DataError
+from .manifest import load_manifest
 
 DEFAULT_MANIFEST = "data_manifest.yaml"
 
 
 def _cmd_validate(args) -> int:
-    from .dataset import validate
-    from .manifest import load_manifest
-
     manifest = load_manifest(args.manifest)
     if manifest.replica is not None and not manifest.root.exists():
         r = manifest.replica

@@ -102,7 +102,7 @@ from .acquisition import labels as _labels
 from .acquisition import load as _load
 from .bids import split_key
 from .geometry import Geometry, SlicePlane
-from .profile import ProfileSettings, fit_profile, sample_profile
+from .profile import CENTRAL_MM, ProfileSettings, fit_profile, sample_profile
 from .roi import Polygon
 
 __all__ = [
@@ -882,7 +882,6 @@ def _crop_axes(ax, img, plane: SlicePlane, centre_ij, half_mm: float = 4.0) -> N
 def _draw_audit(participant_id, data, table, details, settings, out_path: Path):
     from matplotlib.figure import Figure  # the Figure API needs no backend (headless, Agg)
 
-    from .profile import CENTRAL_MM
 
     labels = [lab for lab, _, _ in _labels(settings)]
     ncol = 4

@@ -104,8 +104,6 @@ class Recorder:
 
     def finish(self) -> Path:
         """Write the record the runner checks; call it last in the notebook."""
-        from .results import registry_to_json
-
         missing = [f for f in self.files if not (self.out_dir / f).is_file()]
         if missing:
             raise RuntimeError(f"{self.name}: outputs missing: {missing}")

@@ -54,6 +54,8 @@ import yaml
 from scipy import stats
 
 from m1lib import contract
+from m1lib import markups as mk
+from m1lib import phantom as ph
 from m1lib.errors import DataError
 from m1lib.results import round_half_up
 
@@ -671,7 +673,6 @@ def _pooled_r(values: np.ndarray, drive: np.ndarray, cols: np.ndarray) -> float:
 # -------------------------------------------------------------------- anatomy
 def _draw_anatomy(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Per participant (P), hemisphere (2: L, R) and slice (K) stripe geometry."""
-    from m1lib import phantom as ph
     K = ph.N_SLICES
     k = np.arange(K) - (K - 1) / 2
     shape = (n, 2, K)
@@ -693,7 +694,6 @@ def _draw_anatomy(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
 
 def _slice_profile(per_area: np.ndarray) -> np.ndarray:
     """(P, 2, 4 areas) -> (P, 2, K) by linear interpolation between area slices."""
-    from m1lib import phantom as ph
     order = sorted(contract.AREAS, key=lambda a: ph.AREA_SLICE[a])
     ks = np.array([ph.AREA_SLICE[a] for a in order], float)
     idx = [contract.AREAS.index(a) for a in order]
@@ -745,7 +745,6 @@ def make_cohort(seed: int = DEFAULT_SEED, n_als: int = DEFAULT_N_ALS,
     ``sigma`` (noise sd, image units), the reference point (``ref_*`` true,
     ``ref_marked_*`` as annotated) and its signals, tissue and bias parameters.
     """
-    from m1lib import phantom as ph
     if int(n_als) < 1 or int(n_hs) < 1:
         raise DataError(f"the replica needs at least one patient and one healthy subject "
                         f"(got n_als={n_als}, n_hs={n_hs})")
@@ -945,7 +944,6 @@ def make_cohort(seed: int = DEFAULT_SEED, n_als: int = DEFAULT_N_ALS,
 
 def image_spec(cohort: dict, index: int):
     """The :class:`m1lib.phantom.ParticipantImageSpec` of participant ``index``."""
-    from m1lib import phantom as ph
     tp = cohort["truth_participants"].iloc[index]
     K = ph.N_SLICES
     an = cohort["anatomy"].iloc[index * 2 * K:(index + 1) * 2 * K]
@@ -1061,7 +1059,6 @@ def rater_markups(truth_areas: pd.DataFrame, truth_participant: pd.Series) -> li
     columns ``caliper_*`` of the truth); the reference point likewise
     (``ref_marked_*``).
     """
-    from m1lib import markups as mk
     out = []
     for _, row in truth_areas.iterrows():
         pts = [[row[f"{key}_{ax}"] for ax in "xyz"] for key in ("caliper_outer", "caliper_inner")]
@@ -1096,8 +1093,6 @@ def generate(out_dir, seed: int = DEFAULT_SEED, n_als: int = DEFAULT_N_ALS,
     Path
         ``out_dir``.
     """
-    from m1lib import markups as mk
-    from m1lib import phantom as ph
     out = Path(out_dir)
     _prepare_out_dir(out)
     cohort = make_cohort(seed, n_als, n_hs, oblique)

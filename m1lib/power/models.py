@@ -138,8 +138,25 @@ def _mixed_pairs(rng, x, y, n_sim, n, w, direction):
     return np.where(mono, ox[i], i), np.where(mono, oy[i], i)
 
 
+class _RankMixture:
+    """One sample of n patients whose effect is a mixture of the data's pairing with
+    independence (strength 0) and with perfect rank dependence (beyond 1); ``_levels``
+    holds the effect at strengths 0, 1 and 2."""
+
+    def sizes(self, n: int) -> tuple[int, int]:
+        return int(n), 0
+
+    def effect(self, strength: float) -> float:
+        a0, a1, a2 = self._levels
+        w = float(strength)
+        return a0 + w * (a1 - a0) if w <= 1 else a1 + (w - 1) * (a2 - a1)
+
+    def strength_for(self, effect: float) -> float:
+        return mixture_strength(effect, *self._levels)
+
+
 @dataclass
-class PairMixture:
+class PairMixture(_RankMixture):
     """Patients' (measure, clinical score) pairs; Spearman's rho with the t-approximation P."""
 
     x: np.ndarray
@@ -154,17 +171,6 @@ class PairMixture:
         self._levels = (0.0, rho, _spearman(np.sort(self.x), ys))
         self._cx, self._nx = _codes(self.x)
         self._cy, self._ny = _codes(self.y)
-
-    def sizes(self, n: int) -> tuple[int, int]:
-        return int(n), 0
-
-    def effect(self, strength: float) -> float:
-        a0, a1, a2 = self._levels
-        w = float(strength)
-        return a0 + w * (a1 - a0) if w <= 1 else a1 + (w - 1) * (a2 - a1)
-
-    def strength_for(self, effect: float) -> float:
-        return mixture_strength(effect, *self._levels)
 
     def pvalues(self, rng, n_sim, n, strength):
         i, j = _mixed_pairs(rng, self.x, self.y, n_sim, n, float(strength), self.direction)
@@ -241,7 +247,7 @@ class DprSplitMixture:
 
 
 @dataclass
-class ClusterMixture:
+class ClusterMixture(_RankMixture):
     """Whole patients (K limb pairs each) resampled; pooled Spearman, cluster-robust P.
 
     ``x``, ``y`` : (G, K) arrays (measure per area, the contralateral limb's UMN score).
@@ -276,17 +282,6 @@ class ClusterMixture:
         if self.direction < 0:
             ys = ys[::-1]
         return ys[ranks].reshape(self.x.shape)
-
-    def sizes(self, n: int) -> tuple[int, int]:
-        return int(n), 0
-
-    def effect(self, strength: float) -> float:
-        a0, a1, a2 = self._levels
-        w = float(strength)
-        return a0 + w * (a1 - a0) if w <= 1 else a1 + (w - 1) * (a2 - a1)
-
-    def strength_for(self, effect: float) -> float:
-        return mixture_strength(effect, *self._levels)
 
     def draw_codes(self, rng, n_sim, n, strength):
         g = self.x.shape[0]

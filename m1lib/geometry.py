@@ -353,31 +353,41 @@ _MIXUP = ("the markups were probably written in LPS but declared RAS, or the rev
           "mix-up negates x and y; Slicer writes LPS): check each markup's coordinateSystem")
 
 
-#: How far past the estimated midline a medial annotation must lie to be called on the
-#: wrong side: the plane comes from hand-placed calipers (about a voxel of error each)
-#: and is extrapolated several cm to the precuneus, where the reference sits 2-5 mm off
-#: the midline; a mirrored (LPS/RAS) reference lands as far on the other side.
-MIDLINE_MARGIN_MM = 1.0
+#: How far past the midline a medial annotation must lie to be called on the wrong
+#: side. The midline comes from hand-placed calipers (about a voxel of error each) and
+#: is extrapolated several cm to the precuneus, where the reference sits only 2-5 mm
+#: off the midline: a head turned in the scanner (or an oblique slab) puts a straight
+#: midline off by 5 mm there, and the tilted plane through four noisy pairs is off by a
+#: few mm too. So this catches a reference clearly across both estimates, not one a few
+#: millimetres either side (a full LPS/RAS mix-up is caught by the L/R pairs).
+MIDLINE_MARGIN_MM = 4.0
 
 
 def _midline(pairs):
-    """The midsagittal plane's x at a point, from mirrored L/R annotations.
+    """The midline's x at a point, from mirrored L/R annotations: two estimates.
 
     A mirrored pair's mid-point lies on the midsagittal plane and its L->R direction is
-    the plane's normal. The plane goes through the mean mid-point with the mean
-    direction as normal, so a head turned in the scanner or a slab acquired obliquely
-    (the plane is then not ``x = const``) does not put a medial annotation, such as the
-    precuneus reference a few mm off the midline and far behind the motor strip, on the
-    wrong side. Returns a function of a RAS point giving the plane's x at its (y, z).
+    the plane's normal. Returns a function of a RAS point giving ``(low, high)``: the
+    smaller and larger of (a) the median mid-point's x, right for a straight head, and
+    (b) the x at the point's (y, z) of the plane through the mean mid-point normal to
+    the pairs' mean direction, right for a turned head but noisy. A point right of
+    ``high`` is right of the midline whichever holds; left of ``low``, left of it.
     """
     left = np.array([l for l, _ in pairs], float)
     right = np.array([r for _, r in pairs], float)
+    mids = (left + right) / 2
     d = right - left
     n = (d / np.linalg.norm(d, axis=1, keepdims=True)).mean(axis=0)
-    centre = ((left + right) / 2).mean(axis=0)
-    if n[0] <= 0.5 * np.linalg.norm(n):  # pairs not left-right at all: no plane to trust
-        return lambda p: float(centre[0])
-    return lambda p: float(centre[0] - ((p[1] - centre[1]) * n[1] + (p[2] - centre[2]) * n[2]) / n[0])
+    n = n / np.linalg.norm(n)
+    flat = float(np.median(mids[:, 0]))
+    if n[0] <= 0.5:  # the pairs do not run left-right: only the straight estimate
+        return lambda p: (flat, flat)
+    centre = mids.mean(axis=0)
+
+    def at(p):
+        plane = float(centre[0] - ((p[1] - centre[1]) * n[1] + (p[2] - centre[2]) * n[2]) / n[0])
+        return min(flat, plane), max(flat, plane)
+    return at
 
 
 def check_orientation(geom: Geometry, points: dict, areas, *, reference: str = "ref_precuneus",
@@ -437,7 +447,7 @@ def check_orientation(geom: Geometry, points: dict, areas, *, reference: str = "
                            for a, _, _ in pairs]) if pairs else None
     if pairs and reference in pts:
         ref = pts[reference].mean(axis=0)
-        xref, midline = float(ref[0]), midline_at(ref)
+        xref, (_, midline) = float(ref[0]), midline_at(ref)
         if xref > midline + MIDLINE_MARGIN_MM:
             out.append(Problem(f"the reference lies right of the midline (RAS x={xref:.1f} mm, midline "
                                f"x={midline:.1f} mm between the L/R annotations); it belongs in the "
@@ -447,7 +457,8 @@ def check_orientation(geom: Geometry, points: dict, areas, *, reference: str = "
             if not name.endswith("_roi"):
                 continue
             left = not name.startswith("R_")  # L_* and the (left) reference
-            x, midline = float(p[:, 0].mean()), midline_at(p.mean(axis=0))
+            x, (low, high) = float(p[:, 0].mean()), midline_at(p.mean(axis=0))
+            midline = high if left else low
             if (x > midline + MIDLINE_MARGIN_MM) if left else (x < midline - MIDLINE_MARGIN_MM):
                 out.append(Problem(
                     f"the ROI's centre lies {'right' if left else 'left'} of the midline (RAS x="

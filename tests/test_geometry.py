@@ -166,7 +166,7 @@ def test_lps_numbers_read_as_ras_are_named_as_a_mixup():
 
 def test_reference_right_of_the_midline_is_caught():
     pts = _brain_points()
-    pts["ref_precuneus"] = [[2 + 4.0, -60.0, 50.0]]
+    pts["ref_precuneus"] = [[2 + 6.0, -60.0, 50.0]]      # past the 4 mm margin (MIDLINE_MARGIN_MM)
     (p,) = check_orientation(_geom(), pts, ("hand",))
     assert p.field == "ref_precuneus" and "left precuneus" in p.message
 
@@ -192,7 +192,7 @@ def test_orientation_midline_follows_a_turned_head():
     """Yaw of 20 degrees: the precuneus reference, 3 mm left of the midsagittal plane but
     60 mm behind the motor strip, lies at a larger RAS x than the pairs' mid-points. The
     plane through the pairs (their L->R direction its normal) keeps it on the left; a
-    reference 3 mm right of the plane is still caught."""
+    reference 8 mm right of the plane (past the 3 mm margin) is still caught."""
     yaw = np.deg2rad(20.0)
     rot = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
     centre = np.array([100.0, 100.0, 50.0])
@@ -203,6 +203,6 @@ def test_orientation_midline_follows_a_turned_head():
     assert pts["ref_precuneus"][0][0] > np.median([(pts[f"L_{a}"][0][0] + pts[f"R_{a}"][0][0]) / 2
                                                     for a in ("hand", "face", "leg")])
     assert check_orientation(g, pts, ["hand", "face", "leg"]) == []
-    pts["ref_precuneus"] = [rot @ np.array([3.0, -60, 15]) + centre]
+    pts["ref_precuneus"] = [rot @ np.array([8.0, -60, 15]) + centre]
     problems = check_orientation(g, pts, ["hand", "face", "leg"])
     assert len(problems) == 1 and problems[0].field == "ref_precuneus"

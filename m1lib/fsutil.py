@@ -131,7 +131,9 @@ def staging_dir(target: Path) -> Path:
     """A new, uniquely named folder beside ``target`` to build its replacement in."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes 0700; the folder it becomes follows the umask
+    return stage
 
 
 def _leftovers(target: Path, kind: str) -> list[Path]:

@@ -132,10 +132,7 @@ def staging_dir(target: Path) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
-    # mkdtemp creates 0700; what replaces ``target`` is for the group too (honour the umask)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)
+    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes 0700; the folder it becomes follows the umask
     return stage
 
 

@@ -331,3 +331,13 @@ def _ast_imports(path: Path) -> tuple[set[str], set[str]]:
 def test_the_import_scan_agrees_with_the_parser(module):
     path = cache.PACKAGE_DIR / f"{module}.py"
     assert cache._imports(path) == _ast_imports(path)
+
+
+def test_folders_built_beside_their_target_follow_the_umask(tmp_path):
+    from m1lib.fsutil import staging_dir
+
+    old = os.umask(0o027)
+    try:
+        assert staging_dir(tmp_path / "latest").stat().st_mode & 0o777 == 0o750
+    finally:
+        os.umask(old)

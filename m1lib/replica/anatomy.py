@@ -50,7 +50,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["Box", "Anatomy", "build_anatomy", "load_template", "locate_area", "AreaTruth",
-           "AREA_SEEDS_MM", "REFERENCE_SEED_MM", "DEFAULT_BOX"]
+           "AREA_SEEDS_MM", "REFERENCE_SEED_MM", "DEFAULT_BOX", "crossing"]
 
 TEMPLATE = "mni152_2009a_central.nii.gz"
 
@@ -83,7 +83,7 @@ AREA_SEEDS_MM = {
     "foot": ((5.0, -28.0, 65.0), (-1.0, 0.0)),
 }
 #: The precuneus reference (left hemisphere), in the middle of its cortex.
-REFERENCE_SEED_MM = (-6.0, -60.0, 53.0)
+REFERENCE_SEED_MM = (-10.0, -58.0, 53.0)
 
 
 def load_template() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -123,7 +123,7 @@ def _surface_feet(p: np.ndarray, inside: np.ndarray, step: float) -> np.ndarray:
 
     For each coarse voxel (every second fine one) with a 6-neighbour across the
     level, the level is found along the gradient of ``p`` by sampling ``p``
-    (linear interpolation) every 0.02 mm within +-1 mm. Returns (3, ...) in
+    (linear interpolation) every 0.05 mm within +-1 mm. Returns (3, ...) in
     coarse index units (NaN elsewhere).
     """
     edge = inside ^ ndimage.binary_erosion(inside) | ~inside ^ ndimage.binary_erosion(~inside)
@@ -132,7 +132,7 @@ def _surface_feet(p: np.ndarray, inside: np.ndarray, step: float) -> np.ndarray:
     g = np.stack([ndimage.map_coordinates(np.gradient(p, axis=a), fine.T, order=1)
                   for a in range(3)], axis=1)
     n = -g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-9)   # towards p < 0.5
-    s = np.arange(-1.0, 1.0 + 1e-9, 0.02)
+    s = np.arange(-1.0, 1.0 + 1e-9, 0.05)
     out = np.full((3,) + inside.shape, np.nan, np.float32)
     for c in range(0, len(pts), 20000):
         f, nn = fine[c:c + 20000], n[c:c + 20000]
@@ -143,7 +143,7 @@ def _surface_feet(p: np.ndarray, inside: np.ndarray, step: float) -> np.ndarray:
         k = np.argmax(np.diff(np.sign(v), axis=1) != 0, axis=1)
         rows = np.arange(len(f))
         v0, v1 = v[rows, k], v[rows, k + 1]
-        cross = s[k] + 0.02 * v0 / np.where(v0 != v1, v0 - v1, 1.0)
+        cross = s[k] + 0.05 * v0 / np.where(v0 != v1, v0 - v1, 1.0)
         foot = (f + (cross / step)[:, None] * nn) / 2.0
         for a in range(3):
             out[a][tuple(pts[c:c + 20000].T)] = foot[:, a]
@@ -166,29 +166,23 @@ def signed_distance(p: np.ndarray, step: float) -> np.ndarray:
     inside = pc >= 0.5
     feet = _surface_feet(p, inside, step)
     d_c = np.empty(pc.shape, np.float32)
-    # distance to the surface point found from the nearest voxel across the
-    # surface (the EDT's feature transform, refined to sub-voxel), then the
-    # best of the 26 neighbours' surface points (one pass of vector propagation)
-    pos = np.indices(pc.shape, dtype=np.float32)
+    # distance to the nearest of the surface points found from the voxel across
+    # the surface nearest to each voxel (the EDT's feature transform) and from
+    # that voxel's 26 neighbours (sub-voxel; one step of vector propagation)
+    flat_feet = feet.reshape(3, -1)
+    shape = np.array(pc.shape)
     for sign, region in ((1.0, ~inside), (-1.0, inside)):
         _, idx = ndimage.distance_transform_edt(region, sampling=h2, return_indices=True)
-        foot = feet[(slice(None),) + tuple(idx)]
+        sel = np.flatnonzero(region)
+        q = idx.reshape(3, -1)[:, sel]
         del idx
-        best = ((pos - foot) ** 2).sum(axis=0)
-        for _ in range(2):                  # passes of vector propagation
-            cands = [foot, feet]            # a voxel next to the surface has its own foot
-            new_foot = foot.copy()
-            for off in np.ndindex(3, 3, 3):
-                sh = [o - 1 for o in off]
-                for f in cands:
-                    c = np.roll(f, shift=sh, axis=(1, 2, 3))
-                    d2 = ((pos - c) ** 2).sum(axis=0)
-                    better = d2 < best
-                    best[better] = d2[better]
-                    new_foot[:, better] = c[:, better]
-            foot = new_foot
-        d_c[region] = sign * np.sqrt(best[region]) * h2
-        del foot, best
+        pos = np.array(np.unravel_index(sel, pc.shape), dtype=np.float32)
+        best = np.full(len(sel), np.inf, np.float32)
+        for off in np.ndindex(3, 3, 3):
+            nb = np.clip(q + (np.array(off)[:, None] - 1), 0, shape[:, None] - 1)
+            f = flat_feet[:, np.ravel_multi_index(nb, pc.shape)]
+            np.fmin(best, ((pos - f) ** 2).sum(axis=0), out=best)
+        d_c.reshape(-1)[sel] = sign * np.sqrt(best) * h2
     d_edt = d_c
     for a in range(3):            # fine index f is coarse index f / 2: linear, separable
         t = np.clip(np.arange(p.shape[a]) / 2.0, 0, d_c.shape[a] - 1)
@@ -275,11 +269,17 @@ class AreaTruth:
     depth_outer: float
 
 
-def _crossing(anat: Anatomy, start: np.ndarray, direction: np.ndarray, level: float,
-              max_mm: float = 8.0, step: float = 0.02) -> float:
-    """Distance along ``direction`` from ``start`` where d_white first reaches ``level``."""
+def crossing(anat: Anatomy, start: np.ndarray, direction: np.ndarray, level,
+             max_mm: float = 8.0, step: float = 0.02) -> float:
+    """Distance along ``direction`` from ``start`` where d_white first reaches ``level``.
+
+    ``level`` is a number or a function of the points (n, 3) (a layer whose
+    thickness varies in space). NaN when it is not reached within ``max_mm``.
+    """
     s = np.arange(0.0, max_mm, step)
-    v = anat.sample("d_white", start[None, :] + s[:, None] * direction[None, :]) - level
+    pts = start[None, :] + s[:, None] * direction[None, :]
+    lev = level(pts) if callable(level) else level
+    v = anat.sample("d_white", pts) - lev
     sign = np.sign(v[0]) if v[0] != 0 else -1.0
     hit = np.flatnonzero(np.sign(v) != sign)
     if not len(hit):
@@ -330,13 +330,13 @@ def locate_area(anat: Anatomy, seed, facing, z: float, t_mm: float, *,
     n_plane = np.r_[inplane[i], 0.0]
     # the inner edge: the white-surface crossing along the in-plane normal
     p0 = pts[i]
-    back = _crossing(anat, p0 - 1.0 * n_plane, n_plane, 0.0, max_mm=2.0)
+    back = crossing(anat, p0 - 1.0 * n_plane, n_plane, 0.0, max_mm=2.0)
     inner = p0 - 1.0 * n_plane + back * n_plane
-    t_plane = _crossing(anat, inner, n_plane, t_mm)
+    t_plane = crossing(anat, inner, n_plane, t_mm)
     outer = inner + t_plane * n_plane
     g3 = anat.gradient("d_white", inner)
     n_3d = g3 / np.linalg.norm(g3)
-    t_3d = _crossing(anat, inner, n_3d, t_mm)
+    t_3d = crossing(anat, inner, n_3d, t_mm)
     obliq = float(np.rad2deg(np.arcsin(min(1.0, abs(n_3d[2])))))
     cortex_mm = float(anat.sample("d_pial", inner[None])[0])
     depth = float(anat.depth(outer[None])[0])

@@ -51,6 +51,11 @@ def write_dataset(out_dir, cohort: ReplicaCohort, anat: Anatomy, *, seed: int = 
                          "Description": f"m1lib.replica seed={seed} voxel={acq.voxel_mm} "
                                         f"filter={acq.kspace_filter}"}],
     })
+    # a plain manifest: the folded replica is read like any user's dataset (its
+    # `replica:` block would make the report regenerate the flat replica)
+    (out / "data_manifest.yaml").write_text(
+        "# Written by m1lib.replica: a folded replica (synthetic) dataset.\ndataset: .\n",
+        encoding="utf-8")
     synth._write_tsv(out / "participants.tsv", synth._fmt_participants(cohort.participants))
     ph.write_json(out / "participants.json", synth._PARTICIPANTS_JSON)
     synth._write_tsv(out / "phenotype" / "visual_reads.tsv", cohort.visual_reads)

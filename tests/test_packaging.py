@@ -104,6 +104,15 @@ def test_notebooks_are_package_data():
     assert conf["package-dir"]["m1lib.notebooks"] == "notebooks" and "m1lib.notebooks" in conf["packages"]
 
 
+def test_every_subpackage_is_listed_for_a_regular_install():
+    """pyproject lists packages explicitly (the notebooks live outside m1lib/): a
+    subpackage left off the list would be missing from a wheel."""
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {"m1lib." + ".".join(p.parent.relative_to(ROOT / "m1lib").parts)
+             for p in (ROOT / "m1lib").rglob("__init__.py") if p.parent != ROOT / "m1lib"}
+    assert found <= set(conf["packages"]), sorted(found - set(conf["packages"]))
+
+
 @pytest.mark.slow
 def test_a_regular_wheel_install_runs_every_notebook_outside_the_repository(tmp_path, measured_report):
     """Build the wheel, install it (not editable) into a fresh venv, run the report elsewhere."""

@@ -125,3 +125,25 @@ def test_caliper_direction_only_fit_matches_when_caliper_is_perpendicular(slab):
     assert fit.ok and fit.angle_deg == 0.0
     # a Gaussian-blur model of box-averaged, bilinearly interpolated voxels: ~0.02 mm
     assert fit.thickness_mm == pytest.approx(T, abs=0.03)
+
+
+def test_obliquity_correction_recovers_the_normal_thickness():
+    """Mid-depth positions drifting by tan(tilt) per mm of z give t = t_plane cos(tilt)."""
+    from m1lib.profile import EdgeFit, obliquity_corrected
+
+    tilt = np.deg2rad(30)
+    t3 = 1.5
+
+    def fake(mid):
+        f = EdgeFit(t3 / np.cos(tilt), 0.03, mid - 0.5, mid + 0.5, 0.2, 0.0, ok=True, reason="ok")
+        f.params = {"mid_mm": mid, "se_mid_mm": 0.02}
+        return f
+
+    centre = fake(1.0)
+    nb = {-1: fake(1.0 + 2.0 * np.tan(tilt)), +1: fake(1.0 - 2.0 * np.tan(tilt))}
+    out = obliquity_corrected(centre, nb, 2.0)
+    assert out["tilt_deg"] == pytest.approx(30.0, abs=1e-6)
+    assert out["thickness_mm"] == pytest.approx(t3, abs=1e-9)
+    assert 0.02 < out["se_mm"] < 0.1
+    none = obliquity_corrected(centre, {-1: EdgeFit.failed("x")}, 2.0)
+    assert np.isnan(none["thickness_mm"]) and "neighbouring" in none["reason"]

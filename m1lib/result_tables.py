@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from m1lib.formats import _signed, pct
+from m1lib.formats import _signed, p_text, pct
 from m1lib.results import round_half_up
 
 __all__ = ["cohort_display", "reader_table", "agreement_table", "two_group_table",
@@ -30,14 +30,11 @@ _VARIABLE_LABELS = {"umn_limb": "UMN score (limb)", "dpr": "DPR", "alsfrs_r": "A
 
 
 def _p(p) -> str:
-    """APA P for a table cell: ``< .001``, ``.024``, ``1``."""
+    """APA P for a table cell: ``< .001``, ``.024``, ``1`` (:func:`~m1lib.formats.p_text`
+    without its ``P``)."""
     if p is None or p != p:
         return "—"
-    if p < 0.001:
-        return "< .001"
-    if p >= 1:
-        return "1"
-    return f"{p:.3f}".lstrip("0") if p < 0.9995 else "> .999"
+    return p_text(p).removeprefix("P = ").removeprefix("P ")
 
 
 def _ci(lo, hi, digits=2) -> str:

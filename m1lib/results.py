@@ -315,6 +315,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = tuple(
         CatalogueEntry("settings", "settings.seed", "seed of all resampling", "input; a correlation draws from `numpy.random.default_rng([seed, crc32('corr|<measure>|<variable>')])`, a per-limb analysis from `[seed, crc32('limb|<measure>')]`"),
         CatalogueEntry("cohort", "cohort.n_<group>_enrolled", "enrolled participants per group", "count of rows in participants.tsv"),
         CatalogueEntry("cohort", "cohort.n_<group>_excluded", "excluded participants per group", "count of `excluded == true`"),
+        CatalogueEntry("cohort", "cohort.n_unmeasured", "analysed participants that could not be measured (the report runs without them only when allowed: settings.allow_unmeasured)", "count of participants in the run's unmeasured list (m1lib.pipeline.unmeasured), added by the runner"),
         CatalogueEntry("cohort", "cohort.n_<group>", "analysed participants per group (the patient and comparison groups, and any other group the data hold)", "count of `excluded == false`"),
         CatalogueEntry("cohort", "cohort.{enrolled,analysed}.<group>.n_{female,male}", "participants by sex", "count"),
         CatalogueEntry("cohort", "cohort.{enrolled,analysed}.<group>.age.{mean,sd}", "age in years", "mean, SD (n-1)"),

@@ -23,7 +23,7 @@ from m1lib.errors import DataError
 from m1lib.fsutil import RunLock, recover_dir
 from m1lib.markups import read_markups, write_markups
 from m1lib.pipeline import load_tables
-from m1lib.results import registry_from_json
+from m1lib.results import registry_from_json, undocumented_keys
 
 pytestmark = pytest.mark.slow
 QUIET = dict(log=lambda *a: None)
@@ -74,6 +74,7 @@ def test_results_json_equals_direct_registry(measured_report):
     direct = analyses.run_all(t.participants, t.reads, t.measurements, n_boot=N_BOOT, seed=20160301).registry
     direct["cohort.n_unmeasured"] = 0.0
     got = registry_from_json((out / "results.json").read_text())
+    assert undocumented_keys(got) == []          # the runner's and notebook 08's keys are documented too
     # power.* comes from notebook 08's simulations, not run_all (tests/test_power.py)
     got = {k: v for k, v in got.items() if not k.startswith("power.")}
     assert set(got) == set(direct)
@@ -321,6 +322,7 @@ def test_replica_results_json_equals_direct_registry(replica_report):
         analyses.motion_qc(t.participants, t.measurements, t.truth_participants)))
     direct["cohort.n_unmeasured"] = 0.0
     got = registry_from_json((out / "results.json").read_text())
+    assert undocumented_keys(got) == []          # the runner's and notebook 08's keys are documented too
     # power.* comes from notebook 08's simulations, not run_all (tests/test_power.py)
     got = {k: v for k, v in got.items() if not k.startswith("power.")}
     assert set(got) == set(direct)

@@ -336,7 +336,9 @@ tr.disagree td{background:#f8d7da}
 
 def replica_banner() -> str:
     """The banner of every page of a report on the replica (HTML)."""
-    return ("<div class='banner'>SYNTHETIC DATA: this report runs on the replica, a generated cohort "
+    # styled inline too: the notebook pages do not carry the index's stylesheet
+    return ("<div class='banner' style='background:#fff3cd;border:2px solid #d39e00;"
+            "padding:.6em 1em;margin:1em 0;font-weight:bold'>SYNTHETIC DATA: this report runs on the replica, a generated cohort "
             "calibrated to the paper's published numbers. Rows marked <i>calibration target</i> in the "
             "paper comparison were set by the generator; only rows that <i>emerge from measurement</i> "
             "test the method.</div>")

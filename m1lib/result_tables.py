@@ -13,7 +13,7 @@ from m1lib.formats import _signed, p_text, pct
 from m1lib.results import round_half_up
 
 __all__ = ["cohort_display", "reader_table", "agreement_table", "two_group_table",
-           "correlation_table", "limb_correlation_table", "roc_display", "html"]
+           "correlation_table", "limb_correlation_table", "roc_display", "power_table", "html"]
 
 _COHORT_LABELS = {
     "n": "n", "excluded": "Excluded", "sex": "Sex", "age": "Age (y)", "alsfrs_r": "ALSFRS-R (0–48)",
@@ -194,3 +194,39 @@ def roc_display(table: pd.DataFrame) -> pd.DataFrame:
              f"{round(100 * r.conf_level)}% CI (DeLong)": _ci(r.ci_low, r.ci_high),
              "note": _status(r.method)} for r in table.itertuples(index=False)]
     return pd.DataFrame(rows)
+
+
+def _n_cell(n, row, *, pessimistic: bool = False) -> str:
+    """A required sample size: ``12``; ``≤ 6`` at the grid's smallest size; ``> 120`` when
+    not reached within it; ``none`` (pessimistic, when the interval includes no effect)."""
+    if n is None or n != n:
+        return "none" if pessimistic and bool(row.get("null_in_ci", False)) else f"> {int(row['n_max'])}"
+    return f"≤ {int(n)}" if n <= row["n_min"] else f"{int(n)}"
+
+
+def power_table(table: pd.DataFrame, targets) -> pd.DataFrame:
+    """Notebook 08's sample-size table for reading: one row per endpoint, the effect
+    with its interval, and per target power the patients needed at the observed effect,
+    at the interval's ends (optimistic–pessimistic) and by the closed form.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`m1lib.power.sample_size_table` output.
+    targets : sequence of float
+        Target powers, e.g. ``[0.8, 0.9]``.
+    """
+    rows = []
+    for _, r in table.iterrows():
+        out = {"endpoint": r["label"], "effect": r["effect_name"],
+               "estimate (CI)": f"{r['estimate']:.2f} ({r['ci_low']:.2f} to {r['ci_high']:.2f})"}
+        for t in targets:
+            k = f"{round(100 * t):d}"
+            out[f"n, {k} % power"] = _n_cell(r[f"n_{k}"], r)
+            out[f"n, {k} %: optimistic–pessimistic"] = (
+                f"{_n_cell(r[f'n_{k}_optimistic'], r)} – {_n_cell(r[f'n_{k}_pessimistic'], r, pessimistic=True)}")
+            closed = r[f"n_{k}_closed"]
+            out[f"n, {k} %: closed form"] = "—" if closed != closed else f"{int(closed)}"
+        rows.append(out)
+    return pd.DataFrame(rows)
+

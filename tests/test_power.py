@@ -296,3 +296,20 @@ def test_patients_left_out_of_the_per_limb_model_are_said():
     drop = (m["participant_id"] == "sub-ALS02") & (m["area"] == "leg") & (m["hemisphere"] == "L")
     ep = plan_endpoints(p, m[~drop], reads, kinds=["limb"], measures=["thickness_mm"], n_boot=50)[0]
     assert ep.n_pilot == "15 ALS with all 6 limb pairs (1 with a missing pair left out)"
+
+
+def test_the_reading_table_shows_each_size_as_the_table_holds_it(planned):
+    """result_tables.power_table: integers as the table's n, '≤ n_min' at the grid's
+    smallest size, '> n_max' where not reached, 'none' where the interval holds no effect."""
+    from m1lib import result_tables
+
+    _, _, table = planned
+    shown = result_tables.power_table(table, [0.8])
+    assert len(shown) == len(table) and "PosixPath" not in shown.to_string()
+    for (_, r), (_, s) in zip(table.iterrows(), shown.iterrows()):
+        n = r["n_80"]
+        want = (f"> {r['n_max']}" if n != n else f"≤ {int(n)}" if n <= r["n_min"] else f"{int(n)}")
+        assert s["n, 80 % power"] == want
+        pess = s["n, 80 %: optimistic–pessimistic"].split(" – ")[1]
+        if r["n_80_pessimistic"] != r["n_80_pessimistic"]:
+            assert pess == ("none" if r["null_in_ci"] else f"> {r['n_max']}")

@@ -6,7 +6,7 @@ Run: ``python benchmarks/bench_replica.py [--n-als 4 --n-hs 3 --n-motion 2]
 The replica's images are rendered by :mod:`m1lib.replica` (real folding from the
 MNI152 2009a template, through-slice partial volume, k-space resolution, bias,
 g-factor noise, veins, variable U-fibre line, k-space motion), i.e. *not* by the
-model :mod:`m1lib.profile` fits. ``--variant psf`` renders with 0.3 mm voxels and
+model :mod:`m1lib.measure.profile_fit` fits. ``--variant psf`` renders with 0.3 mm voxels and
 no k-space filter (a sharper sinc PSF with Gibbs ringing), away from the
 fitter's defaults. A subset of the calibrated cohort is used (CPU is scarce):
 the first ``n_als`` analysed patients, ``n_hs`` healthy subjects and ``n_motion``
@@ -18,7 +18,7 @@ Printed and written to ``<out>/bench_replica_<variant>.json``:
   obliquity, U-fibre line present or not, vein within 1.5 mm or not, SNR;
 - the rater's caliper against the same truth;
 - normalized intensity with the paper's oval (``intensity``) and with the
-  layer-following ROI (:mod:`m1lib.layer_roi`): median and max relative error;
+  layer-following ROI (:mod:`m1lib.measure.layer_roi`): median and max relative error;
 - R2*: median relative error; motion QC against the truth;
 - generation time (render + write) against nibabel writing the same files,
   measured in the same run, and the peak memory (ru_maxrss).
@@ -45,8 +45,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from m1lib import measure as M  # noqa: E402
 from m1lib.geometry import image_geometry  # noqa: E402
-from m1lib.layer_roi import layer_roi  # noqa: E402
-from m1lib.profile import fit_profile, obliquity_corrected, sample_profile  # noqa: E402
+from m1lib.measure import layer_roi  # noqa: E402
+from m1lib.measure import fit_profile, obliquity_corrected, sample_profile  # noqa: E402
 from m1lib.replica import acquisition as Q  # noqa: E402
 from m1lib.replica import anatomy as A  # noqa: E402
 from m1lib.replica import cohort as C  # noqa: E402

@@ -50,17 +50,28 @@ _IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w.]+(?:[ \t]+as[ \t]+\w+)?(?:[ \t]*
                      re.M)
 
 
+def _sources(module: str) -> list[Path]:
+    """Source files of a top-level m1lib module: ``<m>.py``, or every file of the subpackage ``<m>/``."""
+    single = PACKAGE_DIR / f"{module}.py"
+    return [single] if single.is_file() else sorted((PACKAGE_DIR / module).rglob("*.py"))
+
+
 def _imports(path: Path) -> tuple[set[str], set[str]]:
-    """m1lib modules and top-level third-party modules imported anywhere in ``path``.
+    """m1lib modules and top-level third-party modules imported anywhere in ``path``
+    (a file of m1lib or of one of its subpackages: its relative imports within the
+    subpackage stay inside the subpackage's unit).
 
     A line scan, not ``ast``: parsing every module on every run costs more than the
     whole up-to-date check. Statements inside functions count too.
     """
     text = path.read_text(encoding="utf-8")
+    depth = len(path.relative_to(PACKAGE_DIR).parts) - 1      # 0: m1lib/x.py, 1: m1lib/sub/x.py
     inner, outer = set(), set()
     for dots, mod, grouped, plain in _FROM.findall(text):
         names = (grouped or plain).replace("\n", " ")
         top, _, rest = mod.partition(".")
+        if dots and len(dots) <= depth:
+            continue                                             # a sibling in the same subpackage
         if dots:
             if top:
                 inner.add(top)
@@ -77,7 +88,7 @@ def _imports(path: Path) -> tuple[set[str], set[str]]:
         for item in group.split(","):
             top, _, rest = item.split()[0].partition(".")
             (inner.add(rest.split(".")[0]) if top == "m1lib" and rest else outer.add(top))
-    inner = {m for m in inner if (PACKAGE_DIR / f"{m}.py").is_file()}
+    inner = {m for m in inner if (PACKAGE_DIR / f"{m}.py").is_file() or (PACKAGE_DIR / m / "__init__.py").is_file()}
     return inner, outer - set(sys.stdlib_module_names) - {"__future__", "m1lib"}
 
 
@@ -91,9 +102,10 @@ def code_closure(roots: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ..
         if m in seen:
             continue
         seen.add(m)
-        inner, outer = _imports(PACKAGE_DIR / f"{m}.py")
-        libs |= outer
-        todo += sorted(inner - seen - DRAWING_ONLY)
+        for path in _sources(m):
+            inner, outer = _imports(path)
+            libs |= outer
+            todo += sorted(inner - seen - DRAWING_ONLY)
     return tuple(sorted(seen)), tuple(sorted(libs))
 
 
@@ -101,7 +113,8 @@ def code_hash(roots: tuple[str, ...]) -> str:
     """SHA-256 over the source of :func:`code_closure` of ``roots``."""
     h = hashlib.sha256()
     for m in code_closure(tuple(roots))[0]:
-        h.update(m.encode() + b"\0" + (PACKAGE_DIR / f"{m}.py").read_bytes())
+        for path in _sources(m):
+            h.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 

@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 
 from m1lib import measure
-from m1lib.profile import CENTRAL_MM
+from m1lib.measure import CENTRAL_MM
 
 __all__ = ["Crop", "participant_crops"]
 

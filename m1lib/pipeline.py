@@ -313,14 +313,14 @@ def audit_figures(ds: Dataset, participants, folder: Path, stem: str = "{pid}_au
     """Draw the audit figure (slice crops with ROI, caliper and fitted edges; each profile with
     its fitted model) of each participant into ``folder`` in each format, with the manifest's
     settings. Returns the paths written."""
-    from . import measure  # slow import, only when drawing
+    from . import audit  # slow import, only when drawing
 
     s = ds.manifest.settings
     paths = []
     for pid in participants:
         for fmt in formats:
             path = Path(folder) / f"{stem.format(pid=pid)}.{fmt}"
-            paths.append(measure.audit_figure(pid, ds.images[pid], ds.annotations[pid], out_path=path,
+            paths.append(audit.audit_figure(pid, ds.images[pid], ds.annotations[pid], out_path=path,
                                               label_map=ds.label_maps.get(pid), areas=s.areas,
                                               roi_area_mm2=s.roi_area_mm2,
                                               intensity_echo=s.intensity_echo))

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from m1lib.geometry import Geometry
-from m1lib.layer_roi import layer_roi
+from m1lib.measure import layer_roi
 from m1lib.measure import layer_oval, roi_weights
-from m1lib.profile import EdgeFit, fit_profile, sample_profile
+from m1lib.measure import EdgeFit, fit_profile, sample_profile
 
 LEVELS = dict(superficial=1.0, deep=0.7, white_matter=0.85)
 R_IN, T = 3.5, 1.3          # white matter inside r < 3.5 mm, deep layer 3.5-4.8 mm

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from m1lib import audit
 from m1lib import contract as C
 from m1lib import measure as M
 from m1lib.errors import DataError
@@ -351,10 +354,27 @@ def test_hemisphere_average(measured):
     assert (by_area.n_intensity == 2).all()
 
 
+def test_measure_never_imports_plotting():
+    """Nothing under m1lib/measure imports matplotlib (or the plotting modules), at any level."""
+    pkg = Path(M.__file__).parent
+    bad = []
+    for f in sorted(pkg.rglob("*.py")):
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            s = line.strip()
+            if s.startswith(("import ", "from ")) and any(
+                    w in s for w in ("matplotlib", "seaborn", "figures", "audit", "crops")):
+                bad.append(f"{f.name}:{n}: {s}")
+    assert not bad, bad
+    # and importing it does not load matplotlib (a fresh interpreter)
+    code = "import sys, m1lib.measure; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_audit_figure_is_deterministic(measured, tmp_path):
     _, echoes, mk, tab = measured
-    a = M.audit_figure("sub-P01", echoes, mk, tab, tmp_path / "a.png")
-    b = M.audit_figure("sub-P01", echoes, mk, tab, tmp_path / "b.png")
+    a = audit.audit_figure("sub-P01", echoes, mk, tab, tmp_path / "a.png")
+    b = audit.audit_figure("sub-P01", echoes, mk, tab, tmp_path / "b.png")
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from m1lib.geometry import Geometry
-from m1lib.profile import ProfileSettings, edge_model, fit_profile, sample_profile
+from m1lib.measure import ProfileSettings, edge_model, fit_profile, sample_profile
 
 T = 1.8          # true deep-layer thickness (mm)
 LEVELS = dict(csf=0.3, superficial=1.0, deep=0.8, u_fibre=0.5, white_matter=0.7)
@@ -129,7 +129,7 @@ def test_caliper_direction_only_fit_matches_when_caliper_is_perpendicular(slab):
 
 def test_obliquity_correction_recovers_the_normal_thickness():
     """Mid-depth positions drifting by tan(tilt) per mm of z give t = t_plane cos(tilt)."""
-    from m1lib.profile import EdgeFit, obliquity_corrected
+    from m1lib.measure import EdgeFit, obliquity_corrected
 
     tilt = np.deg2rad(30)
     t3 = 1.5

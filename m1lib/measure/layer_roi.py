@@ -3,7 +3,7 @@
 The paper's ROI is an oval of 4 mm² placed on the deep layer. Where a 1.2-2 mm
 layer curves with a radius of 3-10 mm, a straight oval takes in the neighbouring
 layers. This ROI has the same area but stays inside the layer: starting from the
-profile fit (:func:`m1lib.profile.fit_profile`) at the caliper, it walks along
+profile fit (:func:`m1lib.measure.profile_fit.fit_profile`) at the caliper, it walks along
 the layer in both directions in steps of ``step_mm``; at each station it samples
 the image along the current normal, locates the layer's two edges (the fitted
 edge model with its levels and widths held, only the two edge positions free),
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, optimize
 
-from .profile import EdgeFit, Profile, edge_model
+from .edge_model import edge_model
+from .profile import EdgeFit, Profile
 
 __all__ = ["LayerROI", "layer_roi"]
 

@@ -193,8 +193,12 @@ def load(participant_id, echoes, markups_path, settings, label_map=None):
                                  **{**where, "file": label_map.path if label_map is not None else where["file"]})
     if problems:
         raise DataError(problems)
-    ks = sorted({a.k for a in anns.values()})
-    # only the annotated slices of each echo (a 4-D file is opened once)
+    ks = {a.k for a in anns.values()}
+    if settings.obliquity:
+        # and their neighbours, for the thickness along the layer's 3-D normal
+        ks |= {k + d for k in ks for d in (-1, 1) if 0 <= k + d < g0.shape[2]}
+    ks = sorted(ks)
+    # only the slices used of each echo (a 4-D file is opened once)
     slabs = [None] * len(inputs)
     by_path: dict[Path, list[int]] = {}
     for n, e in enumerate(inputs):

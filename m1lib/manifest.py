@@ -10,7 +10,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -79,6 +79,9 @@ class Settings(_Strict):
     areas: tuple[str, ...] = AREAS
     roi_area_mm2: float = Field(4.0, gt=0)
     intensity_echo: int = Field(2, ge=1)
+    #: which deep-layer ROI gives ``intensity`` (and R2*): the paper's oval, or the region
+    #: that follows the fitted layer (both are measured; see m1lib.measure)
+    roi_shape: Literal["oval", "layer"] = "oval"
     alpha: float = Field(0.05, gt=0, lt=1)
     n_bootstrap: int = Field(10000, ge=100)
     seed: int = Field(DEFAULT_SEED, ge=0)

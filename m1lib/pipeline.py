@@ -151,7 +151,7 @@ def _measure(ds: Dataset, jobs, executor, scheduler, log) -> tuple[pd.DataFrame,
     try:
         return measure.measure_dataset(
             **ds.measure_inputs(), executor=cache.CountingExecutor(executor, bar.advance),
-            areas=s.areas, roi_area_mm2=s.roi_area_mm2, intensity_echo=s.intensity_echo)
+            areas=s.areas, roi_area_mm2=s.roi_area_mm2, intensity_echo=s.intensity_echo, roi_shape=s.roi_shape)
     finally:
         if own is not None:
             own.shutdown()
@@ -323,7 +323,7 @@ def audit_figures(ds: Dataset, participants, folder: Path, stem: str = "{pid}_au
             paths.append(audit.audit_figure(pid, ds.images[pid], ds.annotations[pid], out_path=path,
                                               label_map=ds.label_maps.get(pid), areas=s.areas,
                                               roi_area_mm2=s.roi_area_mm2,
-                                              intensity_echo=s.intensity_echo))
+                                              intensity_echo=s.intensity_echo, roi_shape=s.roi_shape))
     return paths
 
 

@@ -407,16 +407,47 @@ def test_sharpness_ratio_drops_when_the_phase_axis_is_smeared():
     assert M.sharpness_ratio(smeared, 0, sigma, stride=1) > 2.0   # the other axis is the PE one
 
 
-def test_motion_flag_from_the_phase_axis_of_the_sidecar(phantom, tmp_path):
+def shift_phase_lines(vol: np.ndarray, axis: int, share: float, mm: float, voxel_mm: float,
+                      rng) -> np.ndarray:
+    """Motion in a 2D acquisition, built independently of the QC: for a random ``share``
+    of phase-encode lines (along in-plane ``axis``) the object was shifted rigidly (by
+    up to ``mm`` each way), i.e. those k-space lines carry the shift's linear phase."""
+    out = np.empty(vol.shape, np.float32)
+    k_pe = np.fft.fftfreq(vol.shape[axis], voxel_mm)
+    k_ro = np.fft.fftfreq(vol.shape[1 - axis], voxel_mm)
+    for z in range(vol.shape[2]):
+        f = np.fft.fft2(np.moveaxis(vol[:, :, z], axis, 0))
+        moved = np.flatnonzero(rng.random(len(k_pe)) < share)
+        d = rng.uniform(-mm, mm, (len(k_pe), 2))
+        for j in moved:
+            f[j] *= np.exp(-2j * np.pi * (k_ro * d[j, 0] + k_pe[j] * d[j, 1]))
+        out[:, :, z] = np.moveaxis(np.abs(np.fft.ifft2(f)), 0, axis)
+    return out
+
+
+def test_ghost_ratio_flags_shifted_phase_lines_whatever_the_anatomy():
     from scipy import ndimage
 
+    rng = np.random.default_rng(5)
+    # stripes running along i only (as the flat replica's layers) and an isotropic texture
+    ii, jj = np.meshgrid(np.arange(320), np.arange(300), indexing="ij")
+    tex = ndimage.gaussian_filter(rng.standard_normal((320, 300)), 2.0)
+    stripes = np.sign(np.sin(jj / 5.0 + 3 * tex))
+    for anat in (stripes, tex / tex.std(), np.sign(tex)):
+        vol = np.repeat((1000 + 300 * anat)[:, :, None], 3, axis=2)
+        clean = vol + 10 * rng.standard_normal(vol.shape)
+        moved = shift_phase_lines(vol, 1, 0.25, 1.0, 0.25, rng) + 10 * rng.standard_normal(vol.shape)
+        for pe in (0, 1):     # either axis as the phase axis: the anatomy's direction does not matter
+            assert M.ghost_ratio(clean, pe) < 1.5
+        assert M.ghost_ratio(moved, 1) > 2.0
+        assert M.ghost_ratio(moved, 0) < 1.0    # the readout axis is clean
+
+
+def test_motion_flag_from_the_phase_axis_of_the_sidecar(phantom, tmp_path):
     echoes, mk = write_participant(tmp_path, "sub-M01", phantom,
                                    sidecar_extra={"PhaseEncodingDirection": "j"})
-    # planar layers cannot show a directional blur (blurring f(n.x) along j leaves a
-    # function of n.x): add blobs with sharp edges every way, as a folded cortex has
     rng = np.random.default_rng(4)
-    tex = np.sign(ndimage.gaussian_filter(rng.standard_normal(SHAPE), (4, 4, 0)))
-    clean = [np.asarray(nib.load(p).dataobj, np.float32) * (1 + 0.3 * tex) for p in echoes]
+    clean = [np.asarray(nib.load(p).dataobj, np.float32) for p in echoes]
 
     def save(volumes):
         for p, v in zip(echoes, volumes):
@@ -426,27 +457,31 @@ def test_motion_flag_from_the_phase_axis_of_the_sidecar(phantom, tmp_path):
 
     save(clean)
     tab = M.measure_participant("sub-M01", echoes, mk)
-    assert tab.qc_sharpness_ratio.nunique() == 1 and not tab.qc_motion.any()
-    # motion smears along j (the phase axis), before the noise: flagged, still measured
-    save([ndimage.gaussian_filter1d(v, 2.0, axis=1) for v in clean])
+    assert tab.qc_ghost_ratio.nunique() == 1 and not tab.qc_motion.any()
+    # motion between phase-encode lines (j), before the noise: flagged, still measured
+    vox = float(nib.load(echoes[0]).header.get_zooms()[0])
+    save([shift_phase_lines(v, 1, 0.25, 1.0, vox, np.random.default_rng(9)) for v in clean])
     tab2 = M.measure_participant("sub-M01", echoes, mk)
     assert tab2.qc_motion.all() and len(tab2) == 8
-    assert tab2.qc_sharpness_ratio.iloc[0] < 0.6 * tab.qc_sharpness_ratio.iloc[0]
-    # without a phase axis anywhere, the metric is NaN and nothing is flagged
+    assert tab2.qc_ghost_ratio.iloc[0] > 1.5 * tab.qc_ghost_ratio.iloc[0]
+    # without a phase axis anywhere, the metrics are NaN and nothing is flagged
     echoes3, mk3 = write_participant(tmp_path / "b", "sub-M02", phantom)
     tab3 = M.measure_participant("sub-M02", echoes3, mk3)
-    assert tab3.qc_sharpness_ratio.isna().all() and not tab3.qc_motion.any()
+    assert tab3.qc_ghost_ratio.isna().all() and tab3.qc_sharpness_ratio.isna().all()
+    assert not tab3.qc_motion.any()
 
 
-def test_cohort_relative_motion_flag():
+def test_cohort_relative_sharpness_and_the_ghost_flag():
     ratios = [2.0, 2.1, 1.9, 2.2, 0.7, 2.05]
     t = pd.DataFrame({"participant_id": [f"sub-{i}" for i in range(6)],
-                      "qc_sharpness_ratio": ratios})
+                      "qc_sharpness_ratio": ratios,
+                      "qc_ghost_ratio": [1.0, 1.1, 0.9, 2.4, 1.0, np.nan]})
     out = M.cohort_motion_flags(t)
-    assert out.qc_motion.tolist() == [False, False, False, False, True, False]
+    # the flag is the ghost ratio's alone (absolute threshold, no cohort reference)
+    assert out.qc_motion.tolist() == [False, False, False, True, False, False]
     assert out.qc_sharpness_relative.iloc[0] == pytest.approx(2.0 / 2.025)
     # too few participants for a cohort median: against 1 (isotropic anatomy)
-    assert not M.cohort_motion_flags(t.iloc[4:]).qc_motion.any()
+    assert M.cohort_motion_flags(t.iloc[4:]).qc_sharpness_relative.tolist()[0] == pytest.approx(0.7)
 
 
 def test_low_signal_flag_on_the_last_echo(phantom, tmp_path):

@@ -97,7 +97,7 @@ from .obliquity import obliquity_corrected
 from .participant import measure_participant, participant_details
 from .profile import CENTRAL_MM, EdgeFit, Profile, ProfileSettings, sample_profile
 from .profile_fit import fit_profile
-from .qc import cohort_motion_flags, estimate_noise, sharpness_ratio
+from .qc import cohort_motion_flags, estimate_noise, ghost_ratio, sharpness_ratio
 from .r2star import r2star
 from .settings import FAILURE_COLUMNS, TABLE_COLUMNS, MeasureSettings
 from .shapes import (Ellipse, caliper_oval, disc, ellipse_from_points, layer_oval, roi_weights,
@@ -105,7 +105,7 @@ from .shapes import (Ellipse, caliper_oval, disc, ellipse_from_points, layer_ova
 
 __all__ = [
     "MeasureSettings", "Ellipse", "caliper_oval", "layer_oval", "disc", "ellipse_from_points",
-    "roi_weights", "weighted_stats", "r2star", "estimate_noise", "sharpness_ratio",
+    "roi_weights", "weighted_stats", "r2star", "estimate_noise", "sharpness_ratio", "ghost_ratio",
     "measure_participant", "measure_dataset", "hemisphere_average", "cohort_motion_flags",
     "TABLE_COLUMNS", "FAILURE_COLUMNS", "participant_details",
     "ProfileSettings", "Profile", "EdgeFit", "sample_profile", "fit_profile", "edge_model",

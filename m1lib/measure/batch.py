@@ -42,6 +42,7 @@ def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, ob
                     executor: Executor | None = None, jobs: int | None = None,
                     settings: MeasureSettings | None = None, areas=None,
                     roi_area_mm2: float | None = None, intensity_echo: int | None = None,
+                    roi_shape: str | None = None,
                     label_maps: Mapping | None = None,
                     sessions: Mapping | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measure every participant, one task per participant, through an Executor.
@@ -61,7 +62,7 @@ def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, ob
         process pool of ``jobs`` workers (``jobs=1``: run in this process).
     jobs : int, optional
         Workers of the default pool (default: CPU count, at most the cohort size).
-    settings, areas, roi_area_mm2, intensity_echo :
+    settings, areas, roi_area_mm2, intensity_echo, roi_shape :
         As in :func:`measure_participant`.
     label_maps : mapping, optional
         ``key -> LabelMap`` (:attr:`m1lib.dataset.Dataset.label_maps`).
@@ -79,7 +80,8 @@ def measure_dataset(images: Mapping[str, Sequence], annotations: Mapping[str, ob
         inputs) or ``error`` (a bug or a crashed worker). Nobody is dropped
         silently; the caller decides the exit status.
     """
-    s = _settings(settings, areas=areas, roi_area_mm2=roi_area_mm2, intensity_echo=intensity_echo)
+    s = _settings(settings, areas=areas, roi_area_mm2=roi_area_mm2, intensity_echo=intensity_echo,
+                  roi_shape=roi_shape)
     pids = sorted(images)
     tasks, failures = [], []
     label_maps, sessions = label_maps or {}, sessions or {}

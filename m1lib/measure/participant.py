@@ -15,12 +15,61 @@ from ..geometry import Geometry, SlicePlane
 from ..roi import Polygon
 from .profile import sample_profile
 from .profile_fit import fit_profile
-from .qc import _flag_motion, estimate_noise, sharpness_ratio
+from .layer_roi import layer_roi
+from .obliquity import obliquity_corrected
+from .qc import _flag_motion, estimate_noise, ghost_ratio, sharpness_ratio
 from .r2star import r2star
 from .settings import TABLE_COLUMNS, MeasureSettings, _settings
 from .shapes import Ellipse, caliper_oval, disc, ellipse_from_points, layer_oval, roi_weights, weighted_stats
 
 __all__ = ["measure_participant", "participant_details"]
+
+nan = float("nan")
+
+
+def _layer_roi(follow, echoes, plane, prof, fit, settings: MeasureSettings) -> dict:
+    """The layer-following ROI of one caliper and its weighted means on every echo; NaN
+    with a reason when the fit failed or the layer was lost before half the area."""
+    out = {"roi": None, "means": np.full(len(echoes), nan), "sds": np.full(len(echoes), nan),
+           "area_mm2": nan, "n_voxels": 0}
+    if not fit.ok:
+        return {**out, "reason": "no layer to follow (the profile fit failed)"}
+    roi = layer_roi(follow, plane, prof, fit, area_mm2=settings.roi_area_mm2)
+    if roi.area_mm2 < 0.5 * settings.roi_area_mm2:
+        return {**out, "area_mm2": roi.area_mm2,
+                "reason": f"{roi.reason}: {roi.area_mm2:.2f} of {settings.roi_area_mm2:g} mm²"}
+    stats = [weighted_stats(e[roi.ii, roi.jj], roi.w) for e in echoes]
+    reason = "ok" if roi.complete else f"{roi.reason}: {roi.area_mm2:.2f} mm²"
+    return {"roi": roi, "means": np.array([m for m, _ in stats]), "sds": np.array([s for _, s in stats]),
+            "area_mm2": roi.area_mm2, "n_voxels": int(len(roi.w)), "reason": reason}
+
+
+def _obliquity(fit, slabs, kpos, geom: Geometry, ann, settings: MeasureSettings) -> dict:
+    """The caliper's line fitted again on the neighbouring slices, and the thickness along
+    the layer's 3-D normal (:func:`~m1lib.measure.obliquity.obliquity_corrected`)."""
+    if not fit.ok:
+        return obliquity_corrected(fit, {}, geom.slice_spacing_mm)
+    nb = {}
+    for dk in (-1, 1):
+        k = ann.k + dk
+        if k in kpos:
+            imgs = [sl[:, :, kpos[k]] for sl in slabs]
+            nb[dk] = fit_profile(sample_profile(imgs, geom.plane(k), ann.ij[0], ann.ij[1],
+                                                settings.profile), settings.profile)
+    return obliquity_corrected(fit, nb, geom.slice_spacing_mm)
+
+
+def _choose_roi(row: dict, shape: str, layer: dict, ie: int) -> dict:
+    """Keep both ROIs' values under their own names; ``intensity``, ``r2star_s`` and the
+    ``roi_*`` columns are those of ``shape`` (the analyses read ``intensity``)."""
+    row["intensity_oval"], row["r2star_s_oval"] = row["intensity"], row["r2star_s"]
+    row["roi_shape"] = shape
+    if shape == "layer":
+        row.update(intensity=row["intensity_layer"], r2star_s=row["r2star_s_layer"],
+                   roi_mean=row["roi_layer_mean"], roi_sd=float(layer["sds"][ie]),
+                   roi_area_mm2=row["roi_layer_area_mm2"], roi_n_voxels=layer["n_voxels"],
+                   roi_source="layer")
+    return row
 
 
 def _measure_loaded(participant_id, data, settings: MeasureSettings, keep_details=False):
@@ -34,7 +83,8 @@ def _measure_loaded(participant_id, data, settings: MeasureSettings, keep_detail
     sigma = estimate_noise(qc_slices)
     pe_axis = data["pe_axis"]
     sharp = (sharpness_ratio(qc_slices, pe_axis, sigma if np.isfinite(sigma) else 0.0)
-             if pe_axis is not None else float("nan"))
+             if pe_axis is not None else nan)
+    ghost = ghost_ratio(qc_slices, pe_axis) if pe_axis is not None else nan
     details = {}
 
     def roi_measure(label: str, k: int, roi, plane: SlicePlane):
@@ -88,25 +138,37 @@ def _measure_loaded(participant_id, data, settings: MeasureSettings, keep_detail
             source = "caliper_oval"
         stats, area, nvox = roi_measure(lab, ann.k, ell, plane)
         means = [m for m, _ in stats]
-        r2s = r2star(means, tes)
-        rows.append({
+        layer = _layer_roi(imgs[0], [sl[:, :, kpos[ann.k]] for sl in slabs], plane, prof, fit, settings)
+        corr = (_obliquity(fit, slabs if pe is None else [slabs[pe - 1]], kpos, geom, ann, settings)
+                if settings.obliquity else {"thickness_mm": nan, "se_mm": nan, "tilt_deg": nan,
+                                            "reason": "not asked (settings.obliquity false)"})
+        lm = layer["means"]
+        row = {
             "participant_id": participant_id, "hemisphere": h, "area": a,
             "thickness_mm": caliper_mm,
-            "intensity": stats[ie][0] / ref_mean if ref_mean > 0 else float("nan"),
+            "intensity": stats[ie][0] / ref_mean if ref_mean > 0 else nan,
             "profile_thickness_mm": fit.thickness_mm, "profile_thickness_se_mm": fit.se_mm,
             "fit_ok": bool(fit.ok), "fit_reason": fit.reason, "fit_rmse": fit.rmse,
             "fit_r2": fit.r2, "fit_sigma_mm": fit.sigma_mm, "fit_angle_deg": fit.angle_deg,
-            "r2star_s": r2s, "r2star_low_signal": bool(means[-1] < settings.snr_floor * sigma),
+            "r2star_s": r2star(means, tes),
+            "r2star_low_signal": bool(means[-1] < settings.snr_floor * sigma),
             "roi_mean": stats[ie][0], "roi_sd": stats[ie][1], "roi_area_mm2": area,
             "roi_n_voxels": nvox, "roi_source": source, "ref_mean": ref_mean,
             "ref_area_mm2": ref_area, "slice": int(ann.k),
-            "snr_last_echo": means[-1] / sigma if sigma > 0 else float("nan"),
-            "noise_sigma": sigma, "qc_sharpness_ratio": sharp,
+            "snr_last_echo": means[-1] / sigma if sigma > 0 else nan,
+            "noise_sigma": sigma, "qc_sharpness_ratio": sharp, "qc_ghost_ratio": ghost,
             "affine_source": geom.source,
-        })
+            "intensity_layer": lm[ie] / ref_mean if ref_mean > 0 else nan,
+            "r2star_s_layer": r2star(lm, tes) if np.all(np.isfinite(lm)) else nan,
+            "roi_layer_mean": lm[ie], "roi_layer_area_mm2": layer["area_mm2"],
+            "roi_layer_reason": layer["reason"],
+            "thickness_3d_mm": corr["thickness_mm"], "thickness_3d_se_mm": corr["se_mm"],
+            "tilt_deg": corr["tilt_deg"], "thickness_3d_reason": corr["reason"],
+        }
+        rows.append(_choose_roi(row, settings.roi_shape, layer, ie))
         if keep_details:
             details[lab] = dict(k=ann.k, plane=plane, ellipse=ell, ij=ann.ij, profile=prof, fit=fit,
-                                image=slabs[ie][:, :, kpos[ann.k]])
+                                image=slabs[ie][:, :, kpos[ann.k]], layer_roi=layer["roi"])
     table = _flag_motion(pd.DataFrame(rows, columns=list(TABLE_COLUMNS)), settings, 1.0)
     return (table, details) if keep_details else table
 
@@ -129,6 +191,7 @@ def _explicit_roi(participant_id, lab, ann, plane: SlicePlane):
 def measure_participant(participant_id: str, echoes: Sequence, markups_path, *,
                         settings: MeasureSettings | None = None, areas=None,
                         roi_area_mm2: float | None = None, intensity_echo: int | None = None,
+                        roi_shape: str | None = None,
                         label_map=None, session: str | None = None) -> pd.DataFrame:
     """Measure one participant (one session).
 
@@ -143,7 +206,7 @@ def measure_participant(participant_id: str, echoes: Sequence, markups_path, *,
     markups_path : path
         The participant's Slicer markups file.
     settings : MeasureSettings, optional
-        ``areas``, ``roi_area_mm2`` and ``intensity_echo`` override its fields.
+        ``areas``, ``roi_area_mm2``, ``intensity_echo`` and ``roi_shape`` override its fields.
     label_map : m1lib.dataset.LabelMap, optional
         ROIs drawn as a label image (``<label>_roi`` names in its lookup table).
     session : str, optional
@@ -159,7 +222,8 @@ def measure_participant(participant_id: str, echoes: Sequence, markups_path, *,
     DataError
         For any problem with the inputs (naming the participant and label).
     """
-    s = _settings(settings, areas=areas, roi_area_mm2=roi_area_mm2, intensity_echo=intensity_echo)
+    s = _settings(settings, areas=areas, roi_area_mm2=roi_area_mm2, intensity_echo=intensity_echo,
+                  roi_shape=roi_shape)
     data = _load(participant_id, echoes, Path(markups_path), s, label_map)
     return _measure_loaded(participant_id, data, s).assign(session=session)
 

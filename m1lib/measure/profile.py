@@ -58,6 +58,17 @@ class ProfileSettings:
         absent, a model with one can take the deep layer itself for a wide
         "U-fibre line" and the superficial layers' edge for the deep layer's
         (the deep layer then measured a third of its thickness).
+    min_superficial_mm : float
+        Thinnest superficial layers (I-III, between a CSF edge and the deep
+        layer) the model allows. M1's are over 1 mm thick; allowing 0.3 mm let a
+        "CSF" edge take the real outer edge and a noise step in the deep layer be
+        called its outer edge (thickness 0.45 mm short on the folded replica).
+    min_u_dip_z : float
+        A U-fibre line counts only where it is darker than the deep layer in
+        every echo, its dip area beyond this many standard errors.
+    optional_edge_bic : float
+        BIC gain a model with an optional edge (U-fibre line, CSF) must show
+        over the one without to be chosen (see :func:`~m1lib.measure.fit_profile`).
     outer_width : bool
         Give the outer (intracortical) edge its own blur width. Layer transitions
         are wider than tissue ones, but on the folded replica the extra freedom
@@ -65,7 +76,7 @@ class ProfileSettings:
         off by default.
     """
 
-    extend_mm: float = 1.0
+    extend_mm: float = 1.25
     extend_fraction: float = 0.5
     step_mm: float = 0.125
     n_lines: int = 7
@@ -78,7 +89,10 @@ class ProfileSettings:
     max_se_mm: float = 0.25
     order: int = 1
     min_u_fibre_voxels: float = 1.5
-    max_u_fibre_mm: float = 0.6
+    max_u_fibre_mm: float = 0.8
+    min_superficial_mm: float = 1.0
+    min_u_dip_z: float = 0.0
+    optional_edge_bic: float = 100.0
     outer_width: bool = False
 
 

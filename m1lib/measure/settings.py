@@ -16,8 +16,14 @@ TABLE_COLUMNS: tuple[str, ...] = C.MEASUREMENT_KEY + C.MEASUREMENT_VALUES + (
     "fit_rmse", "fit_r2", "fit_sigma_mm", "fit_angle_deg",
     "r2star_s", "r2star_low_signal", "roi_mean", "roi_sd", "roi_area_mm2", "roi_n_voxels",
     "roi_source", "ref_mean", "ref_area_mm2", "slice", "snr_last_echo",
-    "noise_sigma", "qc_sharpness_ratio", "qc_sharpness_relative", "qc_motion",
-    "affine_source", "session",
+    "noise_sigma", "qc_sharpness_ratio", "qc_sharpness_relative", "qc_ghost_ratio", "qc_motion",
+    "affine_source",
+    # the two ROIs side by side (``intensity`` / ``r2star_s`` / ``roi_*`` are those of
+    # ``roi_shape``), and the thickness along the layer's 3-D normal
+    "roi_shape", "intensity_oval", "r2star_s_oval", "intensity_layer", "r2star_s_layer",
+    "roi_layer_mean", "roi_layer_area_mm2", "roi_layer_reason",
+    "thickness_3d_mm", "thickness_3d_se_mm", "tilt_deg", "thickness_3d_reason",
+    "session",
 )
 FAILURE_COLUMNS = ("participant_id", "label", "kind", "reason")
 
@@ -49,8 +55,15 @@ class MeasureSettings:
         Largest sform/qform disagreement accepted (see :mod:`m1lib.geometry`).
     snr_floor : float
         ROI mean of the last echo below ``snr_floor * sigma`` flags R2*.
-    motion_threshold : float
-        ``qc_sharpness_relative`` below it flags motion (see Motion QC).
+    ghost_threshold : float
+        ``qc_ghost_ratio`` above it flags motion (:mod:`m1lib.measure.qc`).
+    roi_shape : {'oval', 'layer'}
+        Which ROI gives ``intensity`` (and R2*): the paper's oval (default) or
+        the layer-following ROI (:mod:`m1lib.measure.layer_roi`); the other is
+        kept under its own name (``intensity_oval`` / ``intensity_layer``).
+    obliquity : bool
+        Also fit the caliper's line on the neighbouring slices for the
+        obliquity-corrected thickness (``thickness_3d_mm``; three fits per area).
     profile : ProfileSettings
         Profile sampling and fitting.
     """
@@ -64,7 +77,9 @@ class MeasureSettings:
     supersample: int = 10
     affine_tol_mm: float = 0.01
     snr_floor: float = 5.0
-    motion_threshold: float = 0.6
+    ghost_threshold: float = 1.6
+    roi_shape: str = "oval"
+    obliquity: bool = True
     profile: ProfileSettings = field(default_factory=ProfileSettings)
 
     def __post_init__(self):
@@ -72,6 +87,9 @@ class MeasureSettings:
         if self.roi_centre not in ("profile", "caliper"):
             problems.append(Problem(f"{self.roi_centre!r} (expected 'profile' or 'caliper')",
                                     field="roi_centre"))
+        if self.roi_shape not in ("oval", "layer"):
+            problems.append(Problem(f"{self.roi_shape!r} (expected 'oval' or 'layer')",
+                                    field="roi_shape"))
         if not self.roi_area_mm2 > 0:
             problems.append(Problem(f"{self.roi_area_mm2} (expected > 0)", field="roi_area_mm2"))
         if not 0 < self.roi_minor_fraction <= 1:

@@ -1,6 +1,7 @@
 """Measurement of one participant: every caliper's profile fit, ROI, intensity and R2*."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -46,16 +47,26 @@ def _layer_roi(follow, echoes, plane, prof, fit, settings: MeasureSettings) -> d
 
 def _obliquity(fit, slabs, kpos, geom: Geometry, ann, settings: MeasureSettings) -> dict:
     """The caliper's line fitted again on the neighbouring slices, and the thickness along
-    the layer's 3-D normal (:func:`~m1lib.measure.obliquity.obliquity_corrected`)."""
+    the layer's 3-D normal (:func:`~m1lib.measure.obliquity.obliquity_corrected`).
+
+    A layer tilted by ``a`` out of the slice plane drifts by ``spacing x tan(a)`` along
+    the caliper from one slice to the next (0.9 mm at 25 deg, 2 mm slices), beyond the
+    in-plane fit's search window: the neighbours are searched that much wider (up to
+    ``max_tilt_deg``), and a neighbour counts only when its thickness is within 30 %
+    of the annotated slice's (the same layer, not the next edge)."""
     if not fit.ok:
         return obliquity_corrected(fit, {}, geom.slice_spacing_mm)
+    st = settings.profile
+    drift = geom.slice_spacing_mm * np.tan(np.deg2rad(settings.max_tilt_deg))
+    wide = replace(st, search_mm=st.search_mm + drift, extend_mm=st.extend_mm + drift)
     nb = {}
     for dk in (-1, 1):
         k = ann.k + dk
         if k in kpos:
             imgs = [sl[:, :, kpos[k]] for sl in slabs]
-            nb[dk] = fit_profile(sample_profile(imgs, geom.plane(k), ann.ij[0], ann.ij[1],
-                                                settings.profile), settings.profile)
+            f = fit_profile(sample_profile(imgs, geom.plane(k), ann.ij[0], ann.ij[1], wide), wide)
+            if f.ok and abs(f.thickness_mm - fit.thickness_mm) <= 0.3 * fit.thickness_mm:
+                nb[dk] = f
     return obliquity_corrected(fit, nb, geom.slice_spacing_mm)
 
 

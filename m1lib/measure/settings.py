@@ -64,6 +64,9 @@ class MeasureSettings:
     obliquity : bool
         Also fit the caliper's line on the neighbouring slices for the
         obliquity-corrected thickness (``thickness_3d_mm``; three fits per area).
+    max_tilt_deg : float
+        Largest tilt of the layer out of the slice plane the neighbouring fits
+        search for (it sets how far the layer may drift between slices).
     profile : ProfileSettings
         Profile sampling and fitting.
     """
@@ -80,6 +83,7 @@ class MeasureSettings:
     ghost_threshold: float = 1.6
     roi_shape: str = "oval"
     obliquity: bool = True
+    max_tilt_deg: float = 40.0
     profile: ProfileSettings = field(default_factory=ProfileSettings)
 
     def __post_init__(self):

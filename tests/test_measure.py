@@ -273,6 +273,9 @@ def test_roi_shape_layer_feeds_intensity(measured):
     assert np.array_equal(lay.intensity_layer, oval.intensity_layer)
     with pytest.raises(DataError, match="roi_shape"):
         M.MeasureSettings(roi_shape="disc")
+    # the batch takes it as the manifest's settings give it (pipeline passes settings.roi_shape)
+    batch, fails = M.measure_dataset({"sub-P01": echoes}, {"sub-P01": mk}, jobs=1, roi_shape="layer")
+    assert fails.empty and np.array_equal(batch.intensity, lay.intensity)
 
 
 class TiltedPhantom(Phantom):

@@ -15,14 +15,21 @@ computes, for every hemisphere and Penfield area (columns of :data:`TABLE_COLUMN
   method; both points are projected onto their slice along the slice axis, so an
   out-of-plane click does not lengthen it);
 - ``profile_thickness_mm``: a rater-independent thickness from an edge fit to the
-  intensity profiles of all echoes across the layer (:mod:`m1lib.profile`), NaN
+  intensity profiles of all echoes across the layer (:mod:`.profile_fit`), NaN
   with ``fit_reason`` when the fit does not pass its checks;
+- ``thickness_3d_mm`` (``_se_mm``, ``tilt_deg``): the same along the layer's 3-D
+  normal, from fits of the caliper's line on the neighbouring slices
+  (:mod:`.obliquity`), NaN with ``thickness_3d_reason`` where they do not allow it;
 - ``roi_mean``, ``roi_sd``, ``roi_area_mm2``, ``roi_n_voxels``: an oval ROI in the
   deep layer on the intensity echo, and ``intensity`` = ROI mean / reference mean
   (a disc of the same area centred on ``ref_precuneus``);
 - ``r2star_s``: R2* (1/s) from the ROI means of the echoes;
+- ``intensity_layer``, ``r2star_s_layer``, ``roi_layer_*``: the same from a region
+  of the same area that follows the fitted layer (:mod:`.layer_roi`), beside the
+  oval's ``intensity_oval`` / ``r2star_s_oval``; ``settings.roi_shape`` (``oval``
+  by default) says which of the two fills ``intensity``, ``r2star_s`` and ``roi_*``;
 - participant-level QC, repeated on each row: ``noise_sigma``,
-  ``qc_sharpness_ratio`` and ``qc_motion``.
+  ``qc_ghost_ratio`` and ``qc_motion`` (and the diagnostic ``qc_sharpness_*``).
 
 Geometry (:mod:`m1lib.geometry`): the sform when set, else the qform; both set
 and disagreeing by more than ``affine_tol_mm`` at the corners of the field of
@@ -72,21 +79,14 @@ the slab may have no air around the head, as the replica's does not).
 
 Motion QC
 ---------
-Motion during a 2D acquisition smears the image along the phase-encode axis
-(and ghosts it there). ``qc_sharpness_ratio`` is the edge energy along the
-phase-encode axis over that along the readout axis, noise removed
-(:func:`sharpness_ratio`; phase axis from the sidecar's
-``PhaseEncodingDirection``, else the header's ``dim_info``). Anatomy alone keeps
-it near the value its anatomy gives (about 1 for a whole brain slice, whose
-cortex folds every way; about 2 on the replica, whose layers all run across the
-phase axis), so the flag is relative: ``qc_sharpness_relative`` = the ratio over
-the cohort's median ratio (participants measured together by
-:func:`measure_dataset`, at least 5 with a ratio; else over 1, isotropic
-anatomy), and ``qc_motion`` is ``qc_sharpness_relative < motion_threshold``
-(0.6). It is reported, never used to drop anyone. (A ghost-to-signal ratio in
-the air was tried first: the replica's targeted slab has no air beside the head
-along the phase axis, and autocorrelation at ghost-like lags overlapped between
-groups.)
+``qc_motion`` is ``qc_ghost_ratio > ghost_threshold`` (1.6): the line-to-line
+inconsistency of k-space along the phase-encode axis over the readout axis
+(:func:`ghost_ratio`; phase axis from the sidecar's ``PhaseEncodingDirection``,
+else the header's ``dim_info``). It does not depend on how the anatomy runs
+(about 1 without motion either way) and needs no cohort reference; it is
+reported, never used to drop anyone. The older edge-sharpness ratio
+(``qc_sharpness_ratio``, and ``qc_sharpness_relative`` to the cohort median) is
+still reported; it depends on the anatomy's orientation and no longer sets the flag.
 """
 from __future__ import annotations
 

@@ -64,7 +64,9 @@ def _obliquity(fit, slabs, kpos, geom: Geometry, ann, settings: MeasureSettings)
         k = ann.k + dk
         if k in kpos:
             imgs = [sl[:, :, kpos[k]] for sl in slabs]
-            f = fit_profile(sample_profile(imgs, geom.plane(k), ann.ij[0], ann.ij[1], wide), wide)
+            # the annotated slice's model variant only: a third of the cost, and the same layer
+            f = fit_profile(sample_profile(imgs, geom.plane(k), ann.ij[0], ann.ij[1], wide), wide,
+                            models=[(fit.params["with_csf"], fit.params["with_u"])])
             if f.ok and abs(f.thickness_mm - fit.thickness_mm) <= 0.3 * fit.thickness_mm:
                 nb[dk] = f
     return obliquity_corrected(fit, nb, geom.slice_spacing_mm)

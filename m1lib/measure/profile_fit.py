@@ -15,8 +15,8 @@ The deep-layer thickness is ``e_inner - e_outer`` measured along the fitted laye
 normal: the edges are modelled as straight and parallel across the small patch,
 with their common orientation ``angle`` relative to the caliper a fitted
 parameter, so the thickness depends neither on where the rater clicked nor on the
-caliper's tilt. A CSF edge is added where the window reaches it (model chosen by
-BIC). The echoes are fitted jointly: the geometry (edges, blur, angle) is shared,
+caliper's tilt. A CSF edge is added where the window reaches it and the U-fibre
+line may be absent (model chosen by BIC, see :func:`fit_profile`). The echoes are fitted jointly: the geometry (edges, blur, angle) is shared,
 each echo has its own levels.
 
 Fitting is two-stage: an exhaustive search over edge positions on the mean of
@@ -46,10 +46,12 @@ __all__ = ["fit_profile"]
 MIN_U_MM = 0.1
 
 
-def fit_profile(profile: Profile, settings: ProfileSettings = ProfileSettings()) -> EdgeFit:
+def fit_profile(profile: Profile, settings: ProfileSettings = ProfileSettings(), *,
+                models=None) -> EdgeFit:
     """Fit the layered edge model to a sampled profile (all its echoes jointly).
 
     Returns an :class:`EdgeFit`; ``thickness_mm`` is NaN unless ``ok``.
+    ``models``: only these ``(with_csf, with_u)`` variants (default: all four).
 
     Notes
     -----
@@ -58,11 +60,15 @@ def fit_profile(profile: Profile, settings: ProfileSettings = ProfileSettings())
     second point), U-fibre line width ``u``, shared blur ``sigma``, the layer tilt
     ``angle``, when the window reaches it the CSF gap, and each echo's levels.
     ``r = s cos(angle) + offset sin(angle)`` is the position along the layer
-    normal, so ``t`` is the perpendicular thickness. The model with or without
-    the CSF edge is the one the grid search prefers by BIC, unless it fails its
-    checks and the other passes. Levenberg-Marquardt works on unconstrained
-    parameters (``u = umin + softplus``, ``sigma = exp``, ``gap = 0.3 mm +
-    softplus``); the search windows, blur range and tilt limit are checked
+    normal, so ``t`` is the perpendicular thickness. All four models (with or
+    without a CSF edge, with or without a U-fibre line; without one the deep
+    layer meets white matter directly, brighter or darker) are refined; among
+    those that pass their checks, the one with the smallest BIC plus
+    ``optional_edge_bic`` per optional edge is reported (the U-fibre line and CSF
+    must earn their edges: a blurred, curved edge is otherwise fitted as two).
+    Levenberg-Marquardt works on unconstrained parameters (``u = umin + (umax -
+    umin) expit``, ``sigma = exp``, ``gap = min_superficial_mm + softplus``); the
+    search windows, blur range and tilt limit are checked
     afterwards. Standard errors come from the Jacobian at the solution (a
     parameter pinned at its lower bound held fixed), scaled by the residual
     variance and inflated by the oversampling of the interpolated samples (about
@@ -157,6 +163,8 @@ def fit_profile(profile: Profile, settings: ProfileSettings = ProfileSettings())
     order = sorted(inits, key=lambda k: (k[0], n_s * np.log(max(inits[k][0], 1e-300) / n_s)
                                          + inits[k][1] * np.log(n_s)))
     fits, nocsf = [], {}
+    if models is not None:
+        order = [k for k in order if k in set(models)]
     for key in order:
         with_csf, with_u = key
         model = _Model(s, o, y, with_csf, st.fit_angle, with_u, st.outer_width)

@@ -341,3 +341,8 @@ def locate_area(anat: Anatomy, seed, facing, z: float, t_mm: float, *,
     cortex_mm = float(anat.sample("d_pial", inner[None])[0])
     depth = float(anat.depth(outer[None])[0])
     return AreaTruth(inner, outer, n_3d, n_plane, t_3d, t_plane, obliq, cortex_mm, depth)
+
+
+def cached_anatomy(box: Box = DEFAULT_BOX, thickening_mm: float = 1.0) -> Anatomy:
+    """:func:`build_anatomy`, placeholder until the disk cache lands."""
+    return build_anatomy(box, thickening_mm)

@@ -45,7 +45,8 @@ class ReplicaCohort:
     thickness along the 3-D normal) and replaces the geometry: ``edge_*``,
     ``midpoint_*``, ``normal_*`` (in-plane unit normal), ``caliper_*`` and adds
     ``thickness_plane_mm`` (apparent, in the slice plane), ``obliquity_deg``,
-    ``cortex_mm``, ``u_fibre_mm`` (the line's width under the inner edge, 0 =
+    ``cortex_mm``, ``depth_outer`` (equidistant normalized cortical depth of the
+    outer edge, 0 at the white and 1 at the pial surface), ``u_fibre_mm`` (the line's width under the inner edge, 0 =
     absent), ``vein_mm`` (distance from the layer to the nearest pial vein),
     ``wm_over_deep`` (echo-2 white matter over deep-layer signal).
     """
@@ -243,6 +244,8 @@ def _area_row(anat, spec, p, row, u_grid, te1, te2) -> dict:
         "signal_echo1": s0 * math.exp(-te1 * float(r2[0])),
         "thickness_3d_mm": tr["thickness_3d_mm"], "thickness_plane_mm": tr["thickness_plane_mm"],
         "obliquity_deg": tr["obliquity_deg"], "cortex_mm": float(anat.sample("d_pial", p["inner"][None])[0]),
+        # equidistant normalized cortical depth of the outer edge (0 white, 1 pial surface)
+        "depth_outer": float(anat.depth(tr["outer"][None])[0]),
         "u_fibre_mm": u_mm, "vein_mm": float(vein),
         "wm_over_deep": float(wm[0] * math.exp(-te2 * wm[1]) / (spec.tissues["deep"][0] * math.exp(-te2 * float(r2[0])))),
         "caliper_length_mm": float(np.linalg.norm(ends[1] - ends[0])),

@@ -86,7 +86,9 @@ DEFAULT_BOX = Box((-60.0 + 0.125, -76.0 + 0.125, 39.0 + 0.125), 0.25, (480, 448,
 #: central sulcus faces posteriorly; the foot area lies on the medial surface.
 AREA_SEEDS_MM = {
     "face": ((50.0, -10.0, 45.0), (0.0, -1.0)),
-    "hand": ((37.0, -20.0, 55.0), (0.0, -1.0)),
+    # z 59: the slice where the template's hand knob (the precentral gyrus bulging
+    # posteriorly into the central sulcus) is best formed
+    "hand": ((38.0, -22.0, 59.0), (0.0, -1.0)),
     "leg": ((18.0, -28.0, 61.0), (0.0, -1.0)),
     "foot": ((5.0, -28.0, 65.0), (-1.0, 0.0)),
 }

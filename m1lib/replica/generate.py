@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from ..errors import DataError
@@ -52,7 +53,8 @@ def _manifest_text(seed: int, n_als: int, n_hs: int, oblique: bool, anatomy: str
 
 def generate(out_dir, seed: int = DEFAULT_SEED, n_als: int = DEFAULT_N_ALS,
              n_hs: int = DEFAULT_N_HS, oblique: bool = False, *,
-             workers: int | None = None, anatomy: str | None = None) -> Path:
+             workers: int | None = None, anatomy: str | None = None,
+             timings: dict | None = None) -> Path:
     """Generate the replica dataset in ``out_dir`` (see ``docs/data.md``).
 
     Parameters
@@ -71,6 +73,10 @@ def generate(out_dir, seed: int = DEFAULT_SEED, n_als: int = DEFAULT_N_ALS,
         The output does not depend on it.
     anatomy : {"flat", "folded"}, optional
         The replica's anatomy (default :data:`DEFAULT_ANATOMY`).
+    timings : dict, optional
+        Receives the wall time (s) of each step: ``cohort_s``, and for the folded
+        replica ``anatomy_s``, ``placement_s``, ``render_s`` and ``write_s``
+        (the last two summed over participants, so over threads).
 
     Returns
     -------
@@ -84,15 +90,21 @@ def generate(out_dir, seed: int = DEFAULT_SEED, n_als: int = DEFAULT_N_ALS,
         raise DataError("--oblique tilts the flat replica's slab only; the folded replica's "
                         "cortex already crosses its slices at 0-40 degrees")
     out = Path(out_dir)
+    spent = {} if timings is None else timings
+    t0 = time.perf_counter()
     cohort = make_cohort(seed, n_als, n_hs, oblique)
+    spent["cohort_s"] = time.perf_counter() - t0
     note = replica_note(seed, n_als, n_hs, oblique, anatomy)
     manifest = _manifest_text(seed, n_als, n_hs, oblique, anatomy)
     if anatomy == "folded":
+        t0 = time.perf_counter()
         anat = cached_anatomy()
+        t1 = time.perf_counter()
         folded = build_cohort(anat, acqm.Acquisition(), seed=seed, n_als=n_als, n_hs=n_hs,
                               cohort=cohort)
+        spent.update(anatomy_s=t1 - t0, placement_s=time.perf_counter() - t1)
         return write_dataset(out, folded, anat, seed=seed, manifest_text=manifest,
-                             workers=workers, generated=note)
+                             workers=workers, generated=note, timings=spent)
     prepare_out_dir(out)
     write_tables(out, cohort, name="m1lib replica of Cosottini et al. 2016 (synthetic)",
                  generated=note,

@@ -13,7 +13,7 @@ from pathlib import Path
 from . import __version__
 from .dataset import validate
 from .errors import DataError
-from .manifest import load_manifest
+from .manifest import DEFAULT_REPLICA_ANATOMY, REPLICA_ANATOMIES, load_manifest
 
 DEFAULT_MANIFEST = "data_manifest.yaml"
 
@@ -25,7 +25,7 @@ def _cmd_validate(args) -> int:
         print(f"{manifest.root}: the replica has not been generated yet; run "
               f"'m1lib report --manifest {args.manifest}' (generates it, then reports) or "
               f"'m1lib synth --out {manifest.root} --seed {r.seed} --n-als {r.n_als} --n-hs {r.n_hs}"
-              f"{' --oblique' if r.oblique else ''}'", file=sys.stderr)
+              f"{' --oblique' if r.oblique else ''} --anatomy {r.anatomy}'", file=sys.stderr)
         return 2
     ds, problems = validate(manifest, full=not args.quick)
     if problems:
@@ -41,13 +41,13 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_synth(args) -> int:
-    from . import synth
+    from .replica import generate  # slow imports (scipy, the template), only when generating
 
     argv = ["--out", str(args.out), "--seed", str(args.seed),
-            "--n-als", str(args.n_als), "--n-hs", str(args.n_hs)]
+            "--n-als", str(args.n_als), "--n-hs", str(args.n_hs), "--anatomy", args.anatomy]
     if args.oblique:
         argv.append("--oblique")
-    return synth.main(argv)
+    return generate.main(argv)
 
 
 def _cmd_measure(args) -> int:
@@ -97,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_int_at_least(0), default=20160301)
     p.add_argument("--n-als", type=_int_at_least(2), default=22)
     p.add_argument("--n-hs", type=_int_at_least(2), default=14)
-    p.add_argument("--oblique", action="store_true", help="tilt the slab's affine")
+    p.add_argument("--oblique", action="store_true", help="tilt the slab's affine (flat anatomy only)")
+    p.add_argument("--anatomy", choices=REPLICA_ANATOMIES, default=DEFAULT_REPLICA_ANATOMY,
+                   help="the replica's cortex: real folding from the MNI152 template (folded) "
+                        "or concentric-arc stripes (flat, legacy) (default: %(default)s)")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("measure", help="measure thickness, intensity and R2* from images and annotations")

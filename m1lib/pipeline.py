@@ -44,7 +44,7 @@ def replica_record(manifest: Manifest) -> dict:
     """What a replica generated for ``manifest`` is: its seed, sizes and generator code."""
     r = manifest.replica
     return {"seed": r.seed, "n_als": r.n_als, "n_hs": r.n_hs, "oblique": r.oblique,
-            "generator": cache.code_hash(("synth",))}
+            "anatomy": r.anatomy, "generator": cache.code_hash(("synth",))}
 
 
 def _read_record(root: Path) -> dict | None:
@@ -71,6 +71,7 @@ def _adoptable(manifest: Manifest) -> bool:
     r = manifest.replica
     note = _made_by_synth(manifest.root)
     want = f"seed={r.seed} n_als={r.n_als} n_hs={r.n_hs} oblique={str(bool(r.oblique)).lower()}"
+    want += "" if r.anatomy == "flat" else f" anatomy={r.anatomy}"
     if note != want:
         return False
     _, problems = validate(manifest, full=True)
@@ -114,7 +115,8 @@ def ensure_replica(manifest: Manifest, log=print) -> None:
         from . import synth  # slow import, only when generating
 
         stage = staging_dir(root)
-        synth.generate(stage, seed=r.seed, n_als=r.n_als, n_hs=r.n_hs, oblique=r.oblique)
+        synth.generate(stage, seed=r.seed, n_als=r.n_als, n_hs=r.n_hs, oblique=r.oblique,
+                       anatomy=r.anatomy)
         write_atomic(stage / REPLICA_RECORD, json.dumps(want, indent=1, sort_keys=True) + "\n")
         replace_dir(stage, root)
 

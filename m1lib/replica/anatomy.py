@@ -41,15 +41,23 @@ the two level sets along the in-plane normal), the obliquity (angle between the
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import scipy
 from scipy import ndimage
 
-__all__ = ["Box", "Anatomy", "build_anatomy", "load_template", "locate_area", "AreaTruth",
+from ..manifest import user_cache_dir
+
+__all__ = ["Box", "Anatomy", "build_anatomy", "cached_anatomy", "anatomy_key", "load_template", "locate_area", "AreaTruth",
            "AREA_SEEDS_MM", "REFERENCE_SEED_MM", "DEFAULT_BOX", "crossing"]
 
 TEMPLATE = "mni152_2009a_central.nii.gz"
@@ -78,7 +86,9 @@ DEFAULT_BOX = Box((-60.0 + 0.125, -76.0 + 0.125, 39.0 + 0.125), 0.25, (480, 448,
 #: central sulcus faces posteriorly; the foot area lies on the medial surface.
 AREA_SEEDS_MM = {
     "face": ((50.0, -10.0, 45.0), (0.0, -1.0)),
-    "hand": ((37.0, -20.0, 55.0), (0.0, -1.0)),
+    # z 59: the slice where the template's hand knob (the precentral gyrus bulging
+    # posteriorly into the central sulcus) is best formed
+    "hand": ((38.0, -22.0, 59.0), (0.0, -1.0)),
     "leg": ((18.0, -28.0, 61.0), (0.0, -1.0)),
     "foot": ((5.0, -28.0, 65.0), (-1.0, 0.0)),
 }
@@ -341,3 +351,41 @@ def locate_area(anat: Anatomy, seed, facing, z: float, t_mm: float, *,
     cortex_mm = float(anat.sample("d_pial", inner[None])[0])
     depth = float(anat.depth(outer[None])[0])
     return AreaTruth(inner, outer, n_3d, n_plane, t_3d, t_plane, obliq, cortex_mm, depth)
+
+
+def anatomy_key(box: Box = DEFAULT_BOX, thickening_mm: float = 1.0) -> str:
+    """Content key of an anatomy: the template's bytes, the box, the shift and this module's code."""
+    h = hashlib.sha256()
+    h.update((resources.files("m1lib.replica") / "data" / TEMPLATE).read_bytes())
+    h.update(repr((box, float(thickening_mm))).encode())
+    h.update(Path(__file__).read_bytes())
+    h.update(np.__version__.encode() + b"|" + scipy.__version__.encode())
+    return h.hexdigest()[:24]
+
+
+def cached_anatomy(box: Box = DEFAULT_BOX, thickening_mm: float = 1.0,
+                   cache_dir: Path | None = None) -> Anatomy:
+    """:func:`build_anatomy`, stored on disk once and memory-mapped afterwards.
+
+    The fields are kept in ``<cache_dir>/replica-anatomy-<key>/`` (default
+    :func:`m1lib.manifest.user_cache_dir`), keyed by :func:`anatomy_key`; they
+    are saved in Fortran order (a slice plane is contiguous) and always read
+    back from there, so a first (cold) and a later (warm) run give the same
+    numbers. Building takes about a minute and 1 GB; reading is instant and the
+    mapped pages are shared between processes.
+    """
+    folder = Path(cache_dir or user_cache_dir()) / f"replica-anatomy-{anatomy_key(box, thickening_mm)}"
+    names = ("d_white", "d_pial")
+    if not all((folder / f"{n}.npy").is_file() for n in names):
+        anat = build_anatomy(box, thickening_mm)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        for n in names:
+            np.save(tmp / f"{n}.npy", np.asfortranarray(getattr(anat, n)))
+        try:
+            os.replace(tmp, folder)
+        except OSError:           # another process stored it meanwhile
+            shutil.rmtree(tmp, ignore_errors=True)
+        build_anatomy.cache_clear()
+    fields = {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in names}
+    return Anatomy(box, fields["d_white"], fields["d_pial"], float(thickening_mm))

@@ -1,6 +1,6 @@
 """The calibrated cohort on the folded anatomy: per-participant specs and truth.
 
-The cohort's calibration is :func:`m1lib.synth.make_cohort`'s, unchanged: the
+The cohort's calibration is :func:`m1lib.replica.tables.make_cohort`'s, unchanged: the
 participants, clinical values, visual reads and each area's true deep-layer
 thickness and normalized intensity are taken from it. Only where the areas lie
 and what the images look like change:
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .. import contract
-from ..synth import make_cohort
+from .tables import make_cohort
 from . import acquisition as acqm
 from .anatomy import AREA_SEEDS_MM, REFERENCE_SEED_MM, Anatomy, crossing, locate_area
 
@@ -39,13 +39,14 @@ _STREAM = 1313          # this module's random streams (seed, _STREAM, participa
 
 @dataclass
 class ReplicaCohort:
-    """The tables of :func:`m1lib.synth.make_cohort` with the folded replica's truth.
+    """The tables of :func:`m1lib.replica.tables.make_cohort` with the folded replica's truth.
 
     ``truth_areas`` keeps the calibrated columns (``thickness_mm`` is the
     thickness along the 3-D normal) and replaces the geometry: ``edge_*``,
     ``midpoint_*``, ``normal_*`` (in-plane unit normal), ``caliper_*`` and adds
     ``thickness_plane_mm`` (apparent, in the slice plane), ``obliquity_deg``,
-    ``cortex_mm``, ``u_fibre_mm`` (the line's width under the inner edge, 0 =
+    ``cortex_mm``, ``depth_outer`` (equidistant normalized cortical depth of the
+    outer edge, 0 at the white and 1 at the pial surface), ``u_fibre_mm`` (the line's width under the inner edge, 0 =
     absent), ``vein_mm`` (distance from the layer to the nearest pial vein),
     ``wm_over_deep`` (echo-2 white matter over deep-layer signal).
     """
@@ -147,13 +148,16 @@ def _veins(placed: list[dict], rng: np.random.Generator, share: float) -> np.nda
 def build_cohort(anat: Anatomy, acq: acqm.Acquisition = acqm.Acquisition(), *,
                  seed: int = 20160301, n_als: int = 22, n_hs: int = 14,
                  participants: list[str] | None = None, vein_share: float = 0.35,
-                 motion_lines: float = 0.25, motion_shift_mm: float = 1.0) -> ReplicaCohort:
+                 motion_lines: float = 0.25, motion_shift_mm: float = 1.0,
+                 cohort: dict | None = None) -> ReplicaCohort:
     """The calibrated cohort placed on ``anat`` (optionally only some participants).
 
     Returns a :class:`ReplicaCohort` whose ``specs[i]`` renders participant ``i``
     of ``truth_participants`` with :func:`m1lib.replica.acquisition.render_subject`.
+    ``cohort``: the tables of :func:`~m1lib.replica.tables.make_cohort` for this
+    seed and size, when the caller has them already.
     """
-    c = make_cohort(seed, n_als, n_hs)
+    c = make_cohort(seed, n_als, n_hs) if cohort is None else cohort
     tp_all, ta_all = c["truth_participants"], c["truth_areas"]
     ids = list(tp_all["participant_id"]) if participants is None else list(participants)
     te1, te2 = acq.echo_times_s[0], acq.echo_times_s[-1]
@@ -240,6 +244,8 @@ def _area_row(anat, spec, p, row, u_grid, te1, te2) -> dict:
         "signal_echo1": s0 * math.exp(-te1 * float(r2[0])),
         "thickness_3d_mm": tr["thickness_3d_mm"], "thickness_plane_mm": tr["thickness_plane_mm"],
         "obliquity_deg": tr["obliquity_deg"], "cortex_mm": float(anat.sample("d_pial", p["inner"][None])[0]),
+        # equidistant normalized cortical depth of the outer edge (0 white, 1 pial surface)
+        "depth_outer": float(anat.depth(tr["outer"][None])[0]),
         "u_fibre_mm": u_mm, "vein_mm": float(vein),
         "wm_over_deep": float(wm[0] * math.exp(-te2 * wm[1]) / (spec.tissues["deep"][0] * math.exp(-te2 * float(r2[0])))),
         "caliper_length_mm": float(np.linalg.norm(ends[1] - ends[0])),

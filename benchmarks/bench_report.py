@@ -137,6 +137,10 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=int, default=0, help="also time a first report at 1 x and this many x")
     ap.add_argument("--dask", action="store_true", help="also measure on a dask LocalCluster")
     ap.add_argument("--skip-first", action="store_true", help="skip the first-report figure")
+    ap.add_argument("--skip-warm", action="store_true",
+                    help="skip the warm-report and re-run figures (e.g. for a scaling-only run)")
+    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "bench_report.json",
+                    help="where to write the figures")
     args = ap.parse_args(argv)
     kernel = ensure_kernel()
     t = time.perf_counter()
@@ -147,34 +151,12 @@ def main(argv=None) -> int:
     res: dict = {"notebooks": n, "jobs": args.jobs, "repeats": args.repeats, "data_prep_s": round(prep, 2)}
     try:
         out = work / "report"
-        report_run(args.manifest, out, args.jobs)      # warm-up (imports, caches)
-        floor_run(n, args.jobs, work, kernel)
-        rep, flo, flo_fig, nochange, start = [], [], [], [], []
-        for _ in range(args.repeats):  # interleaved, so machine load hits all alike
-            rep.append(report_run(args.manifest, out, args.jobs))
-            flo.append(floor_run(n, args.jobs, work, kernel))
-            flo_fig.append(floor_run(n, args.jobs, work, kernel, figure=True))
-            nochange.append(process([sys.executable, "-m", "m1lib", "report", "--manifest",
-                                     str(args.manifest), "--out", str(out)])[0])
-            start.append(process([sys.executable, "-c", "import m1lib.report"])[0])
-        r, f, ff = statistics.median(rep), statistics.median(flo), statistics.median(flo_fig)
-        nc, st = statistics.median(nochange), statistics.median(start)
-        res.update({"warm_report_s": round(r, 2), "floor_import_only_s": round(f, 2),
-                    "floor_with_figure_s": round(ff, 2), "warm_ratio": round(r / f, 3),
-                    "warm_ratio_vs_figure_floor": round(r / ff, 3), "warm_target_ratio": 1.3,
-                    "unchanged_rerun_s": round(nc, 2), "import_floor_s": round(st, 2),
-                    "unchanged_rerun_target_s": 2.0,
-                    "runs": {"report": rep, "floor": flo, "floor_figure": flo_fig,
-                             "unchanged": nochange, "import": start}})
-        print(f"notebooks: {n}, jobs: {args.jobs}, repeats: {args.repeats} (median)")
-        print(f"warm report:                 {r:6.2f} s")
-        print(f"floor (import-only):         {f:6.2f} s   ratio {r / f:.2f} (target <= 1.3)")
-        print(f"floor (import + one figure): {ff:6.2f} s   ratio {r / ff:.2f}")
-        print(f"re-run, nothing changed:     {nc:6.2f} s   (floor: python + import m1lib.report {st:.2f} s; "
-              "target <= 2 s)")
+        if not args.skip_warm:
+            warm(args, res, out, n, work, kernel)
+        f = res.get("floor_import_only_s")
         if not args.skip_first:
             first = first_report(work, 22, 14, args.jobs, "first")
-            res["first_report"] = {**first, "target_s": 60, "floor_warm_import_only_s": round(f, 2)}
+            res["first_report"] = {**first, "target_s": 60, "floor_warm_import_only_s": f}
             print(f"first report from nothing:   {first['seconds']:6.1f} s   (target <= 60 s; "
                   f"peak RSS {first['peak_rss_mib']} MiB)")
         if args.scale:
@@ -195,10 +177,38 @@ def main(argv=None) -> int:
                   f"(x{d['ratio']}), identical tables: {d['identical_tables']}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    outdir = ROOT / "benchmarks" / "results"
-    outdir.mkdir(exist_ok=True)
-    (outdir / "bench_report.json").write_text(json.dumps(res, indent=2) + "\n")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(res, indent=2) + "\n")
     return 0
+
+
+def warm(args, res: dict, out: Path, n: int, work: Path, kernel: str) -> None:
+    """The warm-report and unchanged re-run figures, each against its floor (interleaved)."""
+    report_run(args.manifest, out, args.jobs)      # warm-up (imports, caches)
+    floor_run(n, args.jobs, work, kernel)
+    rep, flo, flo_fig, nochange, start = [], [], [], [], []
+    for _ in range(args.repeats):  # interleaved, so machine load hits all alike
+        rep.append(report_run(args.manifest, out, args.jobs))
+        flo.append(floor_run(n, args.jobs, work, kernel))
+        flo_fig.append(floor_run(n, args.jobs, work, kernel, figure=True))
+        nochange.append(process([sys.executable, "-m", "m1lib", "report", "--manifest",
+                                 str(args.manifest), "--out", str(out)])[0])
+        start.append(process([sys.executable, "-c", "import m1lib.report"])[0])
+    r, f, ff = statistics.median(rep), statistics.median(flo), statistics.median(flo_fig)
+    nc, st = statistics.median(nochange), statistics.median(start)
+    res.update({"warm_report_s": round(r, 2), "floor_import_only_s": round(f, 2),
+                "floor_with_figure_s": round(ff, 2), "warm_ratio": round(r / f, 3),
+                "warm_ratio_vs_figure_floor": round(r / ff, 3), "warm_target_ratio": 1.3,
+                "unchanged_rerun_s": round(nc, 2), "import_floor_s": round(st, 2),
+                "unchanged_rerun_target_s": 2.0,
+                "runs": {"report": rep, "floor": flo, "floor_figure": flo_fig,
+                         "unchanged": nochange, "import": start}})
+    print(f"notebooks: {n}, jobs: {args.jobs}, repeats: {args.repeats} (median)")
+    print(f"warm report:                 {r:6.2f} s")
+    print(f"floor (import-only):         {f:6.2f} s   ratio {r / f:.2f} (target <= 1.3)")
+    print(f"floor (import + one figure): {ff:6.2f} s   ratio {r / ff:.2f}")
+    print(f"re-run, nothing changed:     {nc:6.2f} s   (floor: python + import m1lib.report {st:.2f} s; "
+          "target <= 2 s)")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def _cmd_report(args) -> int:
 
     return run_report(manifest=args.manifest, out=args.out, only=args.only,
                       jobs=args.jobs, force=args.force, scheduler=args.scheduler,
-                      allow_unmeasured=True if args.allow_unmeasured else None)
+                      allow_unmeasured=True if args.allow_unmeasured else None, no_cache=args.no_cache)
 
 
 def _int_at_least(low: int):
@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_int_at_least(1), default=None,
                    help="notebooks run at once, and measurement workers (default: number of cores)")
     p.add_argument("--force", action="store_true", help="re-run notebooks whose inputs did not change")
+    p.add_argument("--no-cache", action="store_true",
+                   help="run notebooks without their memo of bootstraps, simulations and figures "
+                        "(<output folder>/memo/); with --force, everything is computed again")
     p.add_argument("--allow-unmeasured", action="store_true",
                    help="report without participants that could not be measured (and say so); "
                         "default: refuse with exit 3 (or settings.allow_unmeasured)")

@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 
 import matplotlib
+import matplotlib.image
 from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from m1lib.formats import p_text, rho_text
+from m1lib.memo import Memo
 
 # ---------------------------------------------------------------- style and saving
 #: Fixed style so that figures are identical run to run and machine to machine.
@@ -43,21 +45,134 @@ def style():
     return matplotlib.rc_context(STYLE)
 
 
-def save_figure(fig, stem, formats=("png", "pdf")) -> list[Path]:
-    """Save ``fig`` to ``stem.<fmt>`` with timestamps and software tags stripped.
+#: Resolution of saved PNGs, and of the image shown in a notebook (half of it).
+SAVE_DPI, DISPLAY_DPI = 300, 150
 
-    PNG at 300 dpi; PDF with embedded TrueType fonts. The same figure gives the same
-    bytes on every run (no creation dates).
+
+def render(fig, formats=("png", "pdf")) -> dict[str, bytes]:
+    """``fig`` as file bytes for each format, and as the image a notebook shows.
+
+    Returns
+    -------
+    dict
+        ``{fmt: bytes}`` for each of ``formats`` and ``"display"``: a PNG at
+        :data:`DISPLAY_DPI`.
+
+    Notes
+    -----
+    The figure is laid out and rasterised once: the 300-dpi RGBA buffer is written
+    as the PNG (the bytes ``savefig(format="png", dpi=300)`` writes) and reduced 2 x 2
+    to the display image, instead of a second rendering at 150 dpi; vector formats
+    are then drawn with the layout already computed (constrained layout is the
+    costliest step of a draw), so every format shows the same layout.
     """
+    with matplotlib.rc_context(STYLE):
+        rgba = _rgba(fig, SAVE_DPI)
+        out = {}
+        if "png" in formats:
+            out["png"] = _png(rgba, SAVE_DPI)
+        out["display"] = _png(_halve(rgba), DISPLAY_DPI)
+        engine = fig.get_layout_engine()
+        if engine is not None:
+            fig.set_layout_engine("none")   # keep the positions the raster draw computed
+        try:
+            for fmt in formats:
+                if fmt != "png":
+                    buf = io.BytesIO()
+                    fig.savefig(buf, format=fmt, dpi=SAVE_DPI, metadata=_METADATA.get(fmt), bbox_inches=None)
+                    out[fmt] = buf.getvalue()
+        finally:
+            if engine is not None:
+                fig.set_layout_engine(engine)
+    return out
+
+
+def _rgba(fig, dpi) -> np.ndarray:
+    """The Agg rendering of ``fig`` at ``dpi`` as an (h, w, 4) uint8 array."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="rgba", dpi=dpi, bbox_inches=None)
+    raw = np.frombuffer(buf.getvalue(), np.uint8)
+    # Agg truncates the pixel size it computes through transforms; W x H in inches times
+    # dpi can round either side of an integer, so take the candidate the buffer fits
+    x, y = fig.get_size_inches() * dpi
+    fits = [(int(w), int(h)) for w in (x, x + 1e-6, x - 1e-6) for h in (y, y + 1e-6, y - 1e-6)
+            if int(w) * int(h) * 4 == raw.size]
+    if not fits:
+        raise RuntimeError(f"Agg buffer of {raw.size} bytes does not fit {x:.4f} x {y:.4f} px RGBA")
+    w, h = fits[0]
+    return raw.reshape(h, w, 4)
+
+
+def _halve(rgba: np.ndarray) -> np.ndarray:
+    """Mean of each 2 x 2 block (a box filter; odd last rows/columns dropped)."""
+    h, w = (rgba.shape[0] // 2) * 2, (rgba.shape[1] // 2) * 2
+    blocks = rgba[:h, :w].reshape(h // 2, 2, w // 2, 2, 4).astype(np.uint16)
+    return ((blocks.sum(axis=(1, 3)) + 2) // 4).astype(np.uint8)
+
+
+def _png(rgba: np.ndarray, dpi: int) -> bytes:
+    # what matplotlib's print_png does with its Agg buffer (no text chunks: no timestamps)
+    buf = io.BytesIO()
+    matplotlib.image.imsave(buf, rgba, format="png", origin="upper", dpi=dpi, metadata=_METADATA["png"])
+    return buf.getvalue()
+
+
+def write_rendered(rendered: dict[str, bytes], stem, formats=("png", "pdf")) -> list[Path]:
+    """Write :func:`render`'s bytes to ``stem.<fmt>`` for each format; return the paths."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
         path = stem.with_suffix(f".{fmt}")
-        with matplotlib.rc_context(STYLE):
-            fig.savefig(path, format=fmt, dpi=300, metadata=_METADATA.get(fmt), bbox_inches=None)
+        path.write_bytes(rendered[fmt])
         paths.append(path)
     return paths
+
+
+def save_figure(fig, stem, formats=("png", "pdf")) -> list[Path]:
+    """Save ``fig`` to ``stem.<fmt>`` with timestamps and software tags stripped.
+
+    PNG at 300 dpi; PDF with embedded TrueType fonts. The same figure gives the same
+    bytes on every run (no creation dates). Laid out and rasterised once
+    (:func:`render`).
+    """
+    return write_rendered(render(fig, formats), stem, formats)
+
+
+def rc_state() -> dict[str, str]:
+    """matplotlib's settings, which drawing and saving read (the backend aside)."""
+    return {k: repr(v) for k, v in sorted(matplotlib.rcParams.items())
+            if k not in ("backend", "backend_fallback", "interactive")}
+
+
+def render_memo(memo: Memo, make, args=(), kwargs=None, formats=("png", "pdf")) -> dict[str, bytes]:
+    """:func:`render` of ``make(*args, **kwargs)``, kept in ``memo``.
+
+    The key holds ``make`` and its arguments' content, the code of ``make``'s module
+    and of this one (the rendering), the formats and every matplotlib setting
+    (:func:`rc_state`), so an unchanged figure is neither drawn nor rendered again.
+    """
+    kwargs = dict(kwargs or {})
+    if not memo.enabled:
+        memo.misses += 1
+        return render(make(*args, **kwargs), formats)
+    key = memo.key(make, tuple(args), kwargs, code=(__name__,),
+                   extra={"formats": list(formats), "rc": rc_state()})
+    found, rendered = memo.get(key)
+    if found:
+        memo.hits += 1
+        return rendered
+    memo.misses += 1
+    rendered = render(make(*args, **kwargs), formats)
+    memo.put(key, rendered)
+    return rendered
+
+
+def display_image(png: bytes):
+    """An ``IPython.display.Image`` of PNG bytes (e.g. :func:`render`'s ``"display"``)."""
+    from IPython.display import Image  # notebook display only
+
+    return Image(data=png, format="png")
 
 
 def png_bytes(fig, dpi: int = 150) -> bytes:

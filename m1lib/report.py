@@ -34,6 +34,7 @@ from .execute import (KERNEL_NAME, NotebookRun, describe_failure, ensure_kernel,
                       export_html, notebooks, packaged_notebooks, strip_papermill_metadata)
 from .fsutil import RunLock, recover_dir, replace_dir, staging_dir
 from .manifest import load_manifest
+from .memo import MEMO_DIR, Memo
 from .narrative import write_index
 from .paper import paper_comparison
 from .pipeline import build_tables, run_record
@@ -61,25 +62,45 @@ class Recorder:
         The report folder (the notebook's working directory).
     figure_formats : sequence of str
         Formats each figure is saved in.
+    memo : Memo, optional
+        Where :meth:`draw` keeps rendered figures (default: none, everything drawn).
     """
 
     name: str
     out_dir: Path = Path(".")
     figure_formats: tuple[str, ...] = ("png", "pdf")
+    memo: Memo | None = None
     files: list[str] = field(default_factory=list)
     registry: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
         self.figure_formats = tuple(self.figure_formats)
+        if self.memo is None:
+            self.memo = Memo(None)
 
     def figure(self, fig, stem: str) -> list[Path]:
         """Save ``fig`` as ``figures/<stem>.<fmt>`` for every format (deterministic bytes)."""
-        from .figures import save_figure
+        from .figures import save_figure  # matplotlib: only where a notebook draws
 
         paths = save_figure(fig, self.out_dir / "figures" / stem, self.figure_formats)
         self.files += [str(p.relative_to(self.out_dir)) for p in paths]
         return paths
+
+    def draw(self, stem: str, make, *args, **kwargs):
+        """Draw ``make(*args, **kwargs)`` (a function of :mod:`m1lib.figures` or alike),
+        save it as ``figures/<stem>.<fmt>`` and return the image to display.
+
+        With a :class:`~m1lib.memo.Memo`, the rendered bytes are kept under a key of
+        the function, its arguments' content, its code, the formats and matplotlib's
+        settings, so an unchanged figure is neither drawn nor rendered again.
+        """
+        from . import figures  # matplotlib: only where a notebook draws (the runner starts fast)
+
+        rendered = figures.render_memo(self.memo, make, args, kwargs, self.figure_formats)
+        paths = figures.write_rendered(rendered, self.out_dir / "figures" / stem, self.figure_formats)
+        self.files += [str(p.relative_to(self.out_dir)) for p in paths]
+        return figures.display_image(rendered["display"])
 
     def table(self, df: pd.DataFrame, stem: str) -> Path:
         """Write ``tables/<stem>.csv`` (deterministic: fixed float format, ``\\n`` endings)."""
@@ -108,7 +129,8 @@ class Recorder:
         if missing:
             raise RuntimeError(f"{self.name}: outputs missing: {missing}")
         rec = {"name": self.name, "files": sorted(self.files),
-               "registry": json.loads(registry_to_json(self.registry))}
+               "registry": json.loads(registry_to_json(self.registry)),
+               "memo": {"hits": self.memo.hits, "misses": self.memo.misses}}
         path = self.out_dir / OUTPUTS / f"{self.name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
@@ -127,7 +149,7 @@ def _err(msg: str) -> None:
 def run_report(manifest: str | Path = "data_manifest.yaml", out: str | Path = "reports/latest",
                only: list[str] | None = None, jobs: int | None = None, force: bool = False,
                notebook_dir: Path | None = None, allow_unmeasured: bool | None = None,
-               scheduler: str | None = None, log=print) -> int:
+               scheduler: str | None = None, no_cache: bool = False, log=print) -> int:
     """Build the report; return the exit code (0, 1, 2 or 3; see the module docstring).
 
     Parameters
@@ -151,6 +173,10 @@ def run_report(manifest: str | Path = "data_manifest.yaml", out: str | Path = "r
         ``settings.allow_unmeasured``).
     scheduler : str, optional
         dask scheduler address to measure on (default: ``settings.scheduler``).
+    no_cache : bool
+        Run the notebooks without their memo (:mod:`m1lib.memo`, kept in
+        ``<output folder>/memo/``): every bootstrap, simulation and figure is computed
+        again. The measurement cache is not affected.
 
     Raises
     ------
@@ -186,21 +212,25 @@ def run_report(manifest: str | Path = "data_manifest.yaml", out: str | Path = "r
                 "(allowed); the report says so")
         stage = staging_dir(out)
         try:
-            return _run_in_stage(tables, {**record, "allow_unmeasured": allow}, m, manifest, out, stage,
-                                 every, selected, jobs, force, t0, log)
+            params = _params(m, manifest, no_cache)
+            return _run_in_stage(tables, {**record, "allow_unmeasured": allow}, m, params, manifest, out,
+                                 stage, every, selected, jobs, force, t0, log)
         finally:
             if stage.exists():
                 shutil.rmtree(stage, ignore_errors=True)
 
 
-def _params(m, manifest: Path) -> dict:
+def _params(m, manifest: Path, no_cache: bool = False) -> dict:
     s = m.settings
     return {"manifest": str(manifest), "out_dir": ".", "figure_formats": ["png", "pdf"],
-            "alpha": s.alpha, "n_boot": s.n_bootstrap, "seed": s.seed}
+            "alpha": s.alpha, "n_boot": s.n_bootstrap, "seed": s.seed,
+            "cache_dir": None if no_cache else str(m.output_dir / MEMO_DIR)}
 
 
 def _notebook_key(nb: Path, params: dict, snapshot_hash: str, code: str) -> str:
-    return _sha(json.dumps({"nb": _sha(nb.read_bytes()), "params": {**params, "manifest": None},
+    # the memo's folder is not an input: a memo only ever returns what would be computed
+    return _sha(json.dumps({"nb": _sha(nb.read_bytes()), "params": {**params, "manifest": None,
+                                                                    "cache_dir": None},
                             "snapshot": snapshot_hash, "m1lib": code}, sort_keys=True).encode())
 
 
@@ -225,8 +255,8 @@ def _plan(every, selected, keys, previous, out, force, log) -> tuple[list[Path],
     return todo, carry
 
 
-def _run_in_stage(tables, record, m, manifest, out, stage, every, selected, jobs, force, t0, log) -> int:
-    params = _params(m, manifest)
+def _run_in_stage(tables, record, m, params, manifest, out, stage, every, selected, jobs, force, t0,
+                  log) -> int:
     meta = freeze(tables, stage / SNAPSHOT_DIR, {**record, "origin": "report"})
     code = package_fingerprint()
     keys = {nb.stem: _notebook_key(nb, params, meta["hash"], code) for nb in every}
@@ -311,8 +341,10 @@ def _assemble(runs, stage, out, tables, record, meta, params, kernel, manifest, 
             "inputs": {"manifest": _sha(manifest.read_bytes()),
                        **{n: t["sha256"] for n, t in meta["tables"].items()}},
             "parameters": {**params}, "seed": s.seed,
-            "notebooks": {n: {"status": r.status, "seconds": round(r.seconds, 2), "key": r.key}
+            "notebooks": {n: {"status": r.status, "seconds": round(r.seconds, 2), "key": r.key,
+                              "memo": _memo_counts(stage, n)}
                           for n, r in sorted(runs.items())},
+            "memo": params.get("cache_dir"),
             "total_seconds": round(time.perf_counter() - t0, 2),
             "labels": {key_part(g): g for g in (s.patient_group, *s.comparison_groups)}}
     (stage / "provenance.json").write_text(json.dumps(prov, indent=2, sort_keys=True) + "\n")
@@ -342,6 +374,14 @@ def _run_one(nb: Path, key: str, stage: Path, params: dict, kernel: str) -> Note
     except Exception as exc:  # reported per notebook; the others go on
         error, data_error = describe_failure(exc)
         return NotebookRun(nb.stem, "failed", time.perf_counter() - t, error, key, data_error)
+
+
+def _memo_counts(stage: Path, name: str) -> dict:
+    """Memo hits and misses the notebook recorded (none for a notebook carried over)."""
+    try:
+        return json.loads((stage / OUTPUTS / f"{name}.json").read_text()).get("memo", {})
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def _previous_provenance(out: Path) -> dict:

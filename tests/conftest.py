@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -291,6 +292,18 @@ def pytest_collection_modifyitems(config, items):
     # the scheduler hands out groups in collection order (--no-loadscope-reorder)
     rank = {f: i for i, f in enumerate(FIRST)}
     items.sort(key=lambda it: rank.get(name[root(uses[id(it)][0])], len(FIRST)) if uses[id(it)] else len(FIRST))
+
+
+def pytest_collection_finish(session):
+    """Say so when pytest-xdist did not group the tests (a pytest it does not work with):
+    the suite still passes, but slower, with module fixtures built on every worker."""
+    config = session.config
+    grouped = [it for it in session.items if it.get_closest_marker("xdist_group")]
+    if hasattr(config, "workerinput") and config.getvalue("loadgroup") and grouped \
+            and "@" not in grouped[0].nodeid:
+        warnings.warn(pytest.PytestWarning(
+            f"pytest-xdist ignored the test groups with pytest {pytest.__version__} (pytest-xdist#1386): "
+            "shared fixtures are built on every worker; install the dev extra (make setup) or run -n 0"))
 
 
 def tree_digest(root: Path, sub: str = ".") -> dict[str, str]:

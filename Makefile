@@ -29,8 +29,11 @@ $(STAMP): pyproject.toml
 report: setup
 	$(BIN)/m1lib report $(REPORT_ARGS)
 
+# The whole suite on TEST_JOBS worker processes (pytest-xdist; tests that share a fixture run
+# on one worker, see tests/conftest.py): one line per test as it ends, the 15 slowest at the end.
+TEST_JOBS ?= 2
 test: setup chromium
-	$(BIN)/python -m pytest --verbose --durations=15
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --verbose --durations=15
 
 lab: setup lab-check
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)

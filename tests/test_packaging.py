@@ -2,20 +2,17 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import sysconfig
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import ROOT, run_checked
 from m1lib import cli
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _name(req: str) -> str:
@@ -38,13 +35,21 @@ def test_environment_yml_agrees_with_pyproject():
     assert have == want
 
 
-def test_cli_help_lists_subcommands():
+def _help(argv: list[str], capsys) -> str:
+    """``m1lib ARGV --help`` in this process (the entry point itself: test_cli_help_lists_subcommands)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*argv, "--help"])
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_cli_help_lists_subcommands(capsys):
     out = subprocess.run([sys.executable, "-m", "m1lib", "--help"], capture_output=True, text=True, check=True).stdout
     for cmd in ("validate", "synth", "measure", "report"):
         assert cmd in out
     for cmd in ("validate", "synth", "measure", "report"):
-        sub = subprocess.run([sys.executable, "-m", "m1lib", cmd, "--help"], capture_output=True, text=True)
-        assert sub.returncode == 0 and "usage: m1lib " + cmd in sub.stdout
+        assert "usage: m1lib " + cmd in _help([cmd], capsys)
 
 
 def test_version():
@@ -90,8 +95,7 @@ def test_validate_hint_names_commands_that_exist(tmp_path, capsys):
     assert f"m1lib synth --out {tmp_path / 'rep'} --seed 5 --n-als 22 --n-hs 14" in err
     for hint in ("m1lib report --manifest", "m1lib synth --out"):
         cmd = hint.split()[1]
-        assert "--" + hint.split("--")[1].split()[0] in subprocess.run(
-            [sys.executable, "-m", "m1lib", cmd, "--help"], capture_output=True, text=True).stdout
+        assert "--" + hint.split("--")[1].split()[0] in _help([cmd], capsys)
 
 
 # --------------------------------------------------------------------------- any install
@@ -114,40 +118,39 @@ def test_every_subpackage_is_listed_for_a_regular_install():
 
 
 @pytest.mark.slow
-def test_a_regular_wheel_install_runs_every_notebook_outside_the_repository(tmp_path, measured_report):
-    """Build the wheel, install it (not editable) into a fresh venv, run the report elsewhere."""
-    manifest, _ = measured_report
-    dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                    "-w", str(dist), str(ROOT)], check=True, capture_output=True)
-    wheel = next(dist.glob("m1lib-*.whl"))
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    # the new venv's own pip (never this environment's: it would uninstall our editable m1lib)
-    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--no-compile", "-q", str(wheel)],
-                   check=True, capture_output=True)
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
-    # dependencies come from this environment (no download), after the wheel's m1lib on sys.path
-    deps = Path(sysconfig.get_paths()["purelib"])
-    (site / "zz_m1lib_test_deps.pth").write_text(f"{deps}\n")
-    where = subprocess.run([str(py), "-c", "import m1lib, m1lib.execute as e; "
-                            "print(m1lib.__file__); print(e.packaged_notebooks())"],
-                           capture_output=True, text=True, check=True, cwd=tmp_path).stdout.split()
-    assert all(Path(w).is_relative_to(venv) for w in where), where
+def test_a_regular_wheel_install_runs_every_notebook_outside_the_repository(wheel_venv, measured_report):
+    """The wheel, installed (not editable) into a venv of its own, ran the shared measured report
+    (tests/conftest.py) from a folder outside the repository: every notebook, from its package."""
+    py = wheel_venv / "bin" / "python"
+    where = run_checked([py, "-c", "import m1lib, m1lib.execute as e; print(m1lib.__file__); "
+                         "print(e.packaged_notebooks())"], cwd=wheel_venv.parent).stdout.split()
+    assert all(Path(w).is_relative_to(wheel_venv) for w in where), where
     assert Path(where[1]).parts[-2:] == ("m1lib", "notebooks"), where
-    work = tmp_path / "elsewhere"
-    work.mkdir()
-    (work / "my.yaml").write_text(f"dataset: {manifest.parent}\nsettings:\n  n_bootstrap: 200\n")
-    # ... and so do their data files (nbconvert's templates), but not our own kernelspec
-    shared = tmp_path / "jupyter"
-    shared.mkdir()
-    (shared / "nbconvert").symlink_to(Path(sys.prefix) / "share" / "jupyter" / "nbconvert")
-    run = subprocess.run([str(venv / "bin" / "m1lib"), "report", "--manifest", "my.yaml", "--out", "my_report"],
-                         cwd=work, capture_output=True, text=True, env={**os.environ, "JUPYTER_PATH": str(shared)})
-    assert run.returncode == 0, run.stderr[-3000:]
-    prov = json.loads((work / "my_report" / "provenance.json").read_text())
+    manifest, out = measured_report
+    assert not manifest.is_relative_to(ROOT)
+    prov = json.loads((out / "provenance.json").read_text())
     assert prov["interpreter"] == str(py) and prov["git"]["commit"] is None
     assert sorted(prov["notebooks"]) == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     assert all(v["status"] == "ok" for v in prov["notebooks"].values())
+
+
+@pytest.mark.slow
+def test_the_wheel_dependencies_resolve_offline_to_what_it_runs_with(wheel_venv, tmp_path):
+    """The wheel was installed with --no-deps, so check its declared dependencies apart: pip's
+    resolver, offline, in a venv that sees only .venv's packages, must find every one there and
+    have nothing to install but m1lib itself (without those packages it finds none)."""
+    wheel = next((wheel_venv.parent / "dist").glob("m1lib-*.whl"))
+    venv = tmp_path / "deps-only"
+    run_checked([sys.executable, "-m", "venv", "--without-pip", venv])
+    pth = next(wheel_venv.glob("lib/python*/site-packages/zz_m1lib_test_deps.pth"))
+    dry = [sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--dry-run",
+           "--no-index", "--report", "-", "-q", wheel]
+    bare = subprocess.run([str(c) for c in dry], capture_output=True, text=True)
+    assert bare.returncode != 0 and "No matching distribution found" in bare.stderr   # the check can fail
+    site = next(venv.glob("lib/python*/site-packages"))
+    (site / pth.name).write_bytes(pth.read_bytes())
+    report = json.loads(run_checked(dry).stdout)
+    assert [i["metadata"]["name"] for i in report["install"]] == ["m1lib"]
+    declared = report["install"][0]["metadata"]["requires_dist"]
+    assert {_name(r) for r in declared if "extra ==" not in r} == \
+        {_name(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}

@@ -88,7 +88,7 @@ AREA_SEEDS_MM = {
     "face": ((50.0, -10.0, 45.0), (0.0, -1.0)),
     # z 59: the slice where the template's hand knob (the precentral gyrus bulging
     # posteriorly into the central sulcus) is best formed
-    "hand": ((38.0, -22.0, 59.0), (0.0, -1.0)),
+    "hand": ((34.0, -22.0, 59.0), (0.0, -1.0)),
     "leg": ((18.0, -28.0, 61.0), (0.0, -1.0)),
     "foot": ((5.0, -28.0, 65.0), (-1.0, 0.0)),
 }

@@ -88,7 +88,8 @@ def _imports(path: Path) -> tuple[set[str], set[str]]:
         for item in group.split(","):
             top, _, rest = item.split()[0].partition(".")
             (inner.add(rest.split(".")[0]) if top == "m1lib" and rest else outer.add(top))
-    inner = {m for m in inner if (PACKAGE_DIR / f"{m}.py").is_file() or (PACKAGE_DIR / m / "__init__.py").is_file()}
+    # top-level modules only: a subpackage (measure/) enters the closure as a root
+    inner = {m for m in inner if (PACKAGE_DIR / f"{m}.py").is_file()}
     return inner, outer - set(sys.stdlib_module_names) - {"__future__", "m1lib"}
 
 

@@ -135,7 +135,7 @@ def test_large_files_use_the_racy_clean_rule(tmp_path, monkeypatch):
 
 def test_key_holds_all_measurement_code_and_library_versions():
     modules, libs = cache.measurement_code()
-    for m in ("measure", "geometry", "profile", "markups", "contract", "dataset", "manifest"):
+    for m in ("measure", "geometry", "acquisition", "markups", "contract", "dataset", "manifest"):
         assert m in modules
     assert {"numpy", "scipy", "nibabel", "pandas"} <= set(libs)
     versions = cache.library_versions()

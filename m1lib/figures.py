@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from m1lib.formats import p_text, rho_text
+from m1lib.measure.settings import MeasureSettings
 from m1lib.memo import Memo
 
 # ---------------------------------------------------------------- style and saving
@@ -556,24 +557,25 @@ def measurement_error_vs_snr(errors: pd.DataFrame):
         return fig
 
 
-def motion_qc_figure(qc: pd.DataFrame, threshold: float = 0.6):
-    """Each participant's sharpness ratio relative to the cohort median, excluded ones marked.
+def motion_qc_figure(qc: pd.DataFrame, threshold: float = MeasureSettings().ghost_threshold):
+    """Each participant's k-space ghost ratio against the flag threshold, excluded ones marked.
 
-    ``qc``: :func:`m1lib.analyses.motion_qc`.
+    ``qc``: :func:`m1lib.analyses.motion_qc`; ``threshold``: the measurement's
+    ``ghost_threshold`` (``qc_motion`` is ``qc_ghost_ratio > threshold``).
     """
     with style():
-        d = qc.sort_values(["qc_sharpness_relative", "participant_id"], ignore_index=True)
+        d = qc.sort_values(["qc_ghost_ratio", "participant_id"], ignore_index=True)
         fig = Figure(figsize=(7.09, 2.6), layout="constrained")
         ax = fig.subplots()
         colors = np.where(d["excluded"], "#b2182b", "#2166ac")
-        ax.bar(np.arange(len(d)), d["qc_sharpness_relative"], color=colors, width=0.8)
+        ax.bar(np.arange(len(d)), d["qc_ghost_ratio"], color=colors, width=0.8)
         ax.axhline(threshold, color="black", lw=0.7, ls="--")
         ax.set_xticks(np.arange(len(d)), d["participant_id"].str.replace("sub-", ""), rotation=90, fontsize=7)
-        ax.set_ylabel("Sharpness ratio\n(relative to cohort median)")
+        ax.set_ylabel("Ghost ratio\n(phase-encode / readout)")
         ax.set_xlabel("Participant")
         ax.legend(handles=[Patch(color="#b2182b", label="excluded (participants.tsv)"),
                            Patch(color="#2166ac", label="analysed"),
                            Line2D([], [], color="black", lw=0.7, ls="--", label=f"QC flag threshold ({threshold:g})")],
                   loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=7)
-        ax.set_title("Motion QC: edge sharpness per participant")
+        ax.set_title("Motion QC: line-to-line k-space inconsistency per participant")
         return fig

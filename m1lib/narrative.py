@@ -318,7 +318,7 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "online_fig2_dpr_subgroups": "On-line Fig 2. Intensity and thickness in faster vs slower progressors; "
                                  "Mann–Whitney P.",
     "roc_measures_vs_readers": "ROC of the measures (AUC, DeLong CI) with the readers' operating points.",
-    "motion_qc": "Motion QC: sharpness ratio per participant against the flag threshold.",
+    "motion_qc": "Motion QC: k-space ghost ratio per participant against the flag threshold.",
     "measurement_error_vs_snr": "Measurement error against the phantom's truth vs SNR.",
 }
 

@@ -40,11 +40,16 @@ UNMEASURED_COLUMNS = ["participant_id", "label", "reason"]
 
 
 # --------------------------------------------------------------------------- the replica
+#: The replica's generator: the subpackage (all its files) and what it imports. ``synth``
+#: is only a compatibility name now, and the import scan does not enter subpackages.
+GENERATOR_ROOTS = ("synth", "replica")
+
+
 def replica_record(manifest: Manifest) -> dict:
     """What a replica generated for ``manifest`` is: its seed, sizes and generator code."""
     r = manifest.replica
     return {"seed": r.seed, "n_als": r.n_als, "n_hs": r.n_hs, "oblique": r.oblique,
-            "anatomy": r.anatomy, "generator": cache.code_hash(("synth",))}
+            "anatomy": r.anatomy, "generator": cache.code_hash(GENERATOR_ROOTS)}
 
 
 def _read_record(root: Path) -> dict | None:

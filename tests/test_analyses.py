@@ -390,7 +390,8 @@ def test_measurement_checks_against_known_errors():
     truth = pd.DataFrame(dict(key, thickness_mm=[1.5, 2.0, 1.8, 1.6], intensity=0.8, r2star_s=40.0))
     meas = pd.DataFrame(dict(key, thickness_mm=[1.75, 2.0, 1.8, 1.6], profile_thickness_mm=[1.6, 1.9, np.nan, 1.6],
                              intensity=[0.8, 0.816, 0.8, 0.8], r2star_s=[40.0, 40.0, 44.0, 40.0],
-                             qc_sharpness_ratio=[2.0, 2.0, 0.9, 0.9], qc_sharpness_relative=[1.0, 1.0, 0.45, 0.45],
+                             qc_ghost_ratio=[1.1, 1.2, 2.7, 2.7], qc_sharpness_ratio=[2.0, 2.0, 0.9, 0.9],
+                             qc_sharpness_relative=[1.0, 1.0, 0.45, 0.45],
                              qc_motion=[False, False, True, True]))
     tp = pd.DataFrame({"participant_id": ["sub-a", "sub-b"], "motion": [False, True]})
     acc = analyses.measurement_accuracy(meas, truth, tp).set_index(["quantity", "subset"])
@@ -406,6 +407,21 @@ def test_measurement_checks_against_known_errors():
     assert reg["qc.n_flagged"] == 1 and reg["qc.flag_matches_exclusion"] == 1.0 and reg["qc.flag_matches_truth"] == 1.0
     assert reg["measurement.profile_thickness_mm.mae"] == pytest.approx(0.1)
     assert results.undocumented_keys(reg) == []
+
+
+
+def test_slice_thicknesses_are_checked_against_the_in_plane_truth_when_there_is_one():
+    # the folded replica's layer crosses the slab obliquely: 3-D 1.5 mm, 1.8 mm in the slice
+    key = dict(participant_id=["sub-a", "sub-a"], hemisphere=["L", "R"], area=["hand"] * 2)
+    truth = pd.DataFrame(dict(key, thickness_mm=[1.5, 1.5], thickness_plane_mm=[1.8, 1.6], intensity=0.8,
+                              r2star_s=40.0))
+    meas = pd.DataFrame(dict(key, thickness_mm=[1.8, 1.7], profile_thickness_mm=[1.85, 1.6], intensity=0.8,
+                             r2star_s=40.0))
+    err = analyses.measurement_errors(meas, truth).set_index(["quantity", "hemisphere"])["error"]
+    assert err[("profile_thickness_mm", "L")] == pytest.approx(0.05)
+    assert err[("thickness_mm", "R")] == pytest.approx(0.1)
+    flat = analyses.measurement_errors(meas, truth.drop(columns="thickness_plane_mm"))
+    assert flat.set_index(["quantity", "hemisphere"])["error"][("profile_thickness_mm", "L")] == pytest.approx(0.35)
 
 
 # --------------------------------------------------------------- any readers, any groups

@@ -84,3 +84,15 @@ def test_an_odd_cohort_runs_end_to_end_and_says_what_is_not_computable():
                                       pd.concat([t["correlations"], t["limb_correlations"]]))]
     for fig in figs:
         assert figures.png_bytes(fig, dpi=50).startswith(b"\x89PNG")
+
+
+def test_motion_qc_figure_shows_the_ghost_ratio_that_sets_the_flag():
+    qc = pd.DataFrame({"participant_id": ["sub-a", "sub-b", "sub-c"], "group": "HS",
+                       "excluded": [False, True, False], "qc_ghost_ratio": [1.2, 2.8, 1.1],
+                       "qc_motion": [False, True, False]})
+    fig = figures.motion_qc_figure(qc)
+    ax = fig.axes[0]
+    assert sorted(b.get_height() for b in ax.patches) == [1.1, 1.2, 2.8]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["c", "a", "b"]
+    (line,) = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert line.get_ydata()[0] == 1.6 and "Ghost ratio" in ax.get_ylabel()

@@ -13,12 +13,23 @@ __all__ = ["ACCURACY_TARGETS", "measurement_errors", "measurement_accuracy", "mo
 
 
 #: Measured column -> (truth column, error scale, tolerance) for :func:`measurement_accuracy`.
+#: Thicknesses measured in the slice are compared with the truth's in-plane thickness
+#: (``thickness_plane_mm``) where the truth has one (the folded replica, whose layer
+#: crosses the slab obliquely), else with ``thickness_mm``.
 ACCURACY_TARGETS: dict[str, tuple[str, str, float]] = {
     "profile_thickness_mm": ("thickness_mm", "absolute", 0.10),
     "thickness_mm": ("thickness_mm", "absolute", 0.25),
     "intensity": ("intensity", "relative", 0.02),
     "r2star_s": ("r2star_s", "relative", 0.05),
 }
+
+
+def _in_plane_truth(truth: pd.DataFrame) -> pd.DataFrame:
+    """``truth`` with ``thickness_mm`` replaced by the in-plane thickness when it has one."""
+    if "thickness_plane_mm" not in truth.columns:
+        return truth
+    return truth.drop(columns="thickness_mm", errors="ignore").rename(
+        columns={"thickness_plane_mm": "thickness_mm"})
 
 
 def measurement_errors(measurements: pd.DataFrame, truth: pd.DataFrame,
@@ -36,6 +47,7 @@ def measurement_errors(measurements: pd.DataFrame, truth: pd.DataFrame,
         when the truth has it.
     """
     key = list(contract.MEASUREMENT_KEY)
+    truth = _in_plane_truth(truth)
     true_cols = sorted({c[0] for c in ACCURACY_TARGETS.values() if c[0] in truth.columns})
     t = truth[key + true_cols].rename(columns={c: c + "_true" for c in true_cols})
     m = measurements.merge(t, on=key, how="inner", validate="one_to_one")
@@ -70,7 +82,8 @@ def measurement_accuracy(measurements: pd.DataFrame, truth: pd.DataFrame,
         :func:`m1lib.measure.measure_dataset` output (``profile_thickness_mm``,
         ``thickness_mm`` = caliper, ``intensity``, ``r2star_s``).
     truth : DataFrame
-        ``derivatives/truth/truth_areas.tsv`` of the replica.
+        ``derivatives/truth/truth_areas.tsv`` of the replica. Thicknesses are compared
+        with its ``thickness_plane_mm`` (the thickness in the slice plane) when present.
     truth_participants : DataFrame, optional
         With ``motion``: errors are then reported separately for the
         motion-corrupted participants (subset ``motion``).
@@ -122,13 +135,15 @@ def motion_qc(participants: pd.DataFrame, measurements: pd.DataFrame,
     Returns
     -------
     DataFrame
-        ``participant_id``, ``group``, ``excluded``, ``qc_sharpness_ratio``,
-        ``qc_sharpness_relative`` (to the cohort median), ``qc_motion`` (the flag), and
+        ``participant_id``, ``group``, ``excluded``, ``qc_ghost_ratio`` (what sets
+        the flag, see :mod:`m1lib.measure.qc`), the diagnostic ``qc_sharpness_ratio`` and
+        ``qc_sharpness_relative`` where measured, ``qc_motion`` (the flag), and
         ``motion_truth`` when ``truth_participants`` is given. The flag is reported,
         never used to drop anyone.
     """
     p = _participants(participants)[["participant_id", "group", "excluded"]]
-    cols = ["qc_sharpness_ratio", "qc_sharpness_relative", "qc_motion"]
+    cols = [c for c in ("qc_ghost_ratio", "qc_sharpness_ratio", "qc_sharpness_relative", "qc_motion")
+            if c in measurements.columns]
     q = measurements.groupby("participant_id", sort=True)[cols].first().reset_index()
     q["qc_motion"] = q["qc_motion"].astype(str).str.lower() == "true"
     out = p.merge(q, on="participant_id", how="inner")

@@ -1,6 +1,6 @@
 """An MR acquisition of the replica's anatomy that is not the fitter's model.
 
-:mod:`m1lib.profile` fits piecewise-constant layers blurred by one Gaussian. This
+:func:`m1lib.measure.fit_profile` fits piecewise-constant layers blurred by one Gaussian. This
 module images the folded anatomy of :mod:`m1lib.replica.anatomy` the way a 2D
 multi-echo GRE does, so that a measurement is validated on images it was not
 built from:

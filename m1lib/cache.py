@@ -141,8 +141,14 @@ def library_versions() -> dict[str, str | None]:
     A module whose distribution is not found is recorded as None (and, should it be
     installed later, the key changes).
     """
+    return versions_of(measurement_code()[1])
+
+
+def versions_of(modules) -> dict[str, str | None]:
+    """Python's version and the installed version of the distribution behind each
+    top-level module in ``modules`` (None where none is found)."""
     out = {"python": sys.version.split()[0]}
-    for top in measurement_code()[1]:
+    for top in modules:
         dist = DISTRIBUTIONS.get(top, top)
         try:
             out[dist] = version(dist)

@@ -27,13 +27,12 @@ import json
 import pickle
 import sys
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePath
 
 import numpy as np
 import pandas as pd
 
-from .cache import DISTRIBUTIONS
+from .cache import versions_of
 from .fsutil import sha256_file, write_atomic
 from .snapshot import encode_table
 
@@ -197,19 +196,8 @@ def code_hash(module: str) -> str:
     h = hashlib.sha256()
     for m in mods:
         h.update(m.encode() + b"\0" + _source(m).read_bytes())
-    h.update(json.dumps(_versions(libs), sort_keys=True).encode())
+    h.update(json.dumps(versions_of(libs), sort_keys=True).encode())
     return h.hexdigest()
-
-
-def _versions(libs) -> dict[str, str | None]:
-    out = {"python": sys.version}
-    for top in libs:
-        dist = DISTRIBUTIONS.get(top, top)
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = None
-    return out
 
 
 # --------------------------------------------------------------------------- the memo
